@@ -1,0 +1,126 @@
+"""Parsing of the text typed after the slash command into a command object.
+
+`parse_command()` is pure: it reads the words and validates identifiers, and
+raises `InputError` with a message that names the value and the fix. Keywords
+(`help`, `failed`) take precedence over assistant names; an assistant called
+`failed` is still reachable by its SID.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.errors import InputError, InvalidIdentifierError
+from bot.identifiers import validate_assistant, validate_build
+
+DEFAULT_WINDOW = "24h"
+MAX_WINDOW = timedelta(days=90)
+WINDOW = re.compile(r"(?P<amount>\d{1,5})(?P<unit>[mhd])")
+WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+STATUS_ALIASES = {
+    "enqueued": "enqueued",
+    "queued": "enqueued",
+    "building": "building",
+    "running": "building",
+    "completed": "completed",
+    "complete": "completed",
+    "ok": "completed",
+    "succeeded": "completed",
+    "success": "completed",
+    "failed": "failed",
+    "failures": "failed",
+    "failure": "failed",
+    "canceled": "canceled",
+    "cancelled": "canceled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    """Show usage and examples."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantBuilds:
+    """Show the latest builds of one assistant, optionally only one status."""
+
+    assistant: str
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedBuilds:
+    """Show failed builds across the assistants in scope within a time window."""
+
+    window: timedelta
+    window_text: str = DEFAULT_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class BuildDetails:
+    """Show one build of one assistant."""
+
+    assistant: str
+    build: str
+
+
+Command = Help | AssistantBuilds | FailedBuilds | BuildDetails
+
+
+def parse_command(text: str) -> Command:
+    """Parse the words after the slash command, raising `InputError` when they make no command."""
+    words = text.split()
+    if not words or words[0].lower() == "help":
+        return Help()
+
+    if words[0].lower() == "failed":
+        return _parse_failed(words[1:])
+
+    if len(words) > 2:
+        raise InputError(f"Too many words in {_quoted(text)}: give an assistant, then optionally a status or a build.")
+
+    assistant = validate_assistant(words[0])
+    if len(words) == 1:
+        return AssistantBuilds(assistant)
+    return _parse_second_word(assistant, words[1])
+
+
+def parse_window(text: str) -> timedelta:
+    """Parse a window such as `30m`, `6h` or `7d`, raising `InputError` when it is invalid."""
+    match = WINDOW.fullmatch(text.lower())
+    if match is None:
+        raise InputError(f"{_quoted(text)} is not a time window. Use minutes, hours or days, such as 30m, 6h or 7d.")
+
+    amount = int(match["amount"])
+    window = timedelta(**{WINDOW_UNITS[match["unit"]]: amount})
+    if amount == 0 or window > MAX_WINDOW:
+        raise InputError(f"The window {_quoted(text)} is out of range. Use from 1m up to {MAX_WINDOW.days}d.")
+    return window
+
+
+def _parse_failed(words: list[str]) -> FailedBuilds:
+    if len(words) > 1:
+        raise InputError(f"`failed` takes at most one time window, such as 6h, but got {_quoted(' '.join(words))}.")
+
+    window_text = words[0].lower() if words else DEFAULT_WINDOW
+    return FailedBuilds(parse_window(window_text), window_text)
+
+
+def _parse_second_word(assistant: str, word: str) -> AssistantBuilds | BuildDetails:
+    status = STATUS_ALIASES.get(word.lower())
+    if status is not None:
+        return AssistantBuilds(assistant, status)
+
+    try:
+        return BuildDetails(assistant, validate_build(word))
+    except InvalidIdentifierError as error:
+        statuses = ", ".join(sorted(set(STATUS_ALIASES.values())))
+        raise InputError(f"{error} Or filter by a status: {statuses}.") from error
+
+
+def _quoted(text: str) -> str:
+    shown = text if len(text) <= 60 else text[:59] + "…"
+    return repr(shown)

@@ -1,0 +1,358 @@
+"""Block Kit replies, built with slack-sdk's block models.
+
+Every function here is pure: data in, `Reply` out. The models check Slack's
+limits when a reply is serialized, and the functions stay inside them whatever
+the data: at most 50 blocks, section text of at most 3000 characters, at most
+10 fields per section, headers of at most 150 characters. Every string from
+Twilio or from a user is escaped before it becomes mrkdwn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.autopilot import Listing
+from bot.errors import (
+    ApiConnectionError,
+    ApiTimeoutError,
+    AuthenticationError,
+    AutopilotError,
+    InvalidResponseError,
+    RateLimitedError,
+    RequestRejectedError,
+    ServerError,
+)
+from bot.formatting import PLACEHOLDER, error_link, humanize_duration, name, slack_date, status_label
+from bot.models import ModelBuild
+from bot.mrkdwn import escape, truncate
+from bot.stats import summarize
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_FIELD_TEXT = 2000
+MAX_HEADER_TEXT = 150
+MAX_FALLBACK_TEXT = 3000
+DEFAULT_LIMIT = 10
+DEFAULT_COMMAND = "/builds"
+BUILDS_PER_ASSISTANT = 5
+NO_TEXT = "(no text)"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A Slack message: a plain fallback `text` and its Block Kit `blocks`."""
+
+    text: str
+    blocks: Sequence[Block] = field(default_factory=tuple)
+    ok: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.blocks) > MAX_BLOCKS:
+            raise ValueError(f"a reply may hold at most {MAX_BLOCKS} blocks, got {len(self.blocks)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the message payload; slack-sdk validates each block on the way."""
+        return {"text": self.text, "blocks": [block.to_dict() for block in self.blocks]}
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantFailures:
+    """The failed builds of one assistant within a window, newest first."""
+
+    assistant: str
+    builds: Sequence[ModelBuild]
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FailedReport:
+    """Failed builds across the assistants in scope, and the assistants that could not be read."""
+
+    window_text: str
+    since: datetime
+    assistants_checked: int
+    groups: Sequence[AssistantFailures]
+    errors: Sequence[tuple[str, AutopilotError]] = ()
+
+
+def render_help(command: str) -> Reply:
+    """Render usage with examples for `command` (such as `/builds`)."""
+    return Reply(
+        text=f"Usage: {command} <assistant> | {command} <assistant> <status> | {command} <assistant> <build> | {command} failed [window]",
+        blocks=[_header("Model builds: usage"), _section(usage_text(command))],
+    )
+
+
+def usage_text(command: str) -> str:
+    """Return the usage lines, in mrkdwn, for `command`."""
+    return "\n".join(
+        [
+            f"`{command} <assistant>`: the latest builds of an assistant, by SID (UA…) or unique name. Example: `{command} support-bot`",
+            f"`{command} <assistant> <status>`: only builds with that status: enqueued, building, completed, failed, canceled. "
+            f"Aliases: failures, running, queued, ok, succeeded, cancelled. Example: `{command} support-bot failed`",
+            f"`{command} <assistant> <build>`: one build, by SID (UG…) or unique name. Example: `{command} support-bot v42`",
+            f"`{command} failed [window]`: failed builds across all assistants in scope, default 24h. "
+            f"Windows: 30m, 6h, 7d. Example: `{command} failed 6h`",
+            f"`{command} help`: this message",
+        ]
+    )
+
+
+def render_input_error(command: str, message: str) -> Reply:
+    """Render a message about input the bot could not use, followed by the usage."""
+    return Reply(
+        text=truncate(f"⚠️ {message}", MAX_FALLBACK_TEXT),
+        blocks=[_section(f"⚠️ {escape(message)}"), _context(usage_text(command))],
+        ok=False,
+    )
+
+
+def render_assistant_builds(
+    assistant: str,
+    listing: Listing[ModelBuild],
+    *,
+    status: str | None,
+    now: datetime,
+    command: str = DEFAULT_COMMAND,
+    limit: int = DEFAULT_LIMIT,
+) -> Reply:
+    """Render an assistant's latest builds under a summary of its recent history."""
+    builds = listing.items
+    shown_pool = [build for build in builds if status is None or build.status == status]
+    shown = shown_pool[:limit]
+    title = f"Builds of {assistant}" + (f" · {status}" if status else "")
+
+    blocks: list[Block] = [_header(title), _summary_fields(builds, now=now), DividerBlock()]
+    blocks.extend(_section(_build_line(build, now=now)) for build in shown)
+    if not shown:
+        blocks.append(_section(_no_builds_text(assistant, status, len(builds))))
+    blocks.append(_context(_list_footer(command, assistant, len(shown), len(shown_pool), listing.complete)))
+
+    return Reply(text=_assistant_fallback(assistant, builds, status, len(shown_pool)), blocks=blocks)
+
+
+def render_build_details(assistant: str, build: ModelBuild, *, now: datetime) -> Reply:
+    """Render every field of one build."""
+    fields = [
+        f"*Status*\n{status_label(build.status)}",
+        f"*Assistant*\n{name(assistant)}",
+        f"*Build SID*\n{name(build.sid)}",
+        f"*Unique name*\n{name(build.unique_name)}",
+        f"*Created*\n{slack_date(build.date_created, now=now)}",
+        f"*Updated*\n{slack_date(build.date_updated, now=now)}",
+        f"*Duration*\n{humanize_duration(build.build_duration)}",
+        f"*Error*\n{error_link(build.error_code)}",
+    ]
+    title = f"Build {build.name or PLACEHOLDER} of {assistant}"
+    fallback = f"Build {escape(build.name or PLACEHOLDER)} of {escape(assistant)}: {build.status or 'unknown'}"
+
+    return Reply(
+        text=truncate(fallback, MAX_FALLBACK_TEXT),
+        blocks=[_header(title), _fields(fields)],
+    )
+
+
+def render_failed(report: FailedReport, *, now: datetime, command: str = DEFAULT_COMMAND) -> Reply:
+    """Render failed builds grouped by assistant, the most recently failed assistant first."""
+    groups = sorted(
+        (group for group in report.groups if group.builds),
+        key=lambda group: group.builds[0].date_created or datetime.min.replace(tzinfo=now.tzinfo),
+        reverse=True,
+    )
+    total = sum(len(group.builds) for group in groups)
+    footers = _failed_footers(report)
+    room = MAX_BLOCKS - 2 - len(footers) - 1
+    shown = groups[:room]
+
+    blocks: list[Block] = [_header(f"Failed builds · last {report.window_text}"), _section(_failed_summary(report, total, len(groups), now=now))]
+    blocks.extend(_section(_group_text(group, now=now, command=command)) for group in shown)
+    if len(shown) < len(groups):
+        footers.append(f"Showing {len(shown)} of {len(groups)} assistants with failures.")
+    blocks.extend(_context(text) for text in footers)
+
+    fallback = f"{total} failed builds in {len(groups)} of {report.assistants_checked} assistants in the last {report.window_text}"
+    return Reply(text=fallback, blocks=blocks)
+
+
+def render_api_error(error: AutopilotError, *, subject: str) -> Reply:
+    """Render a plain explanation of a failed API request about `subject` (already mrkdwn)."""
+    text = f"⚠️ Could not read {subject}: {explain(error)}"
+    details = _error_details(error)
+    blocks: list[Block] = [_section(text)]
+    if details:
+        blocks.append(_context(details))
+    return Reply(text=truncate(text, MAX_FALLBACK_TEXT), blocks=blocks, ok=False)
+
+
+def render_not_found(*, kind: str, value: str, assistant: str | None, command: str) -> Reply:
+    """Render the answer for an assistant or build that the API does not know."""
+    if kind == "build":
+        text = (
+            f"⚠️ No build {name(value)} found in assistant {name(assistant)}. "
+            f"`{command} {escape(assistant or '')}` lists its builds; a status filter is one of enqueued, building, completed, failed, canceled."
+        )
+    else:
+        text = f"⚠️ No assistant {name(value)} found. Check its SID (UA…) or unique name; `{command} failed` reads every assistant in scope."
+    return Reply(text=text, blocks=[_section(text)], ok=False)
+
+
+def render_internal_error(reference: str) -> Reply:
+    """Render the answer for a bug in the bot, pointing at the log entry by `reference`."""
+    text = f"⚠️ Something went wrong inside builds-bot. The error is logged with reference `{reference}`; please report it to the bot's maintainers."
+    return Reply(text=text, blocks=[_section(text)], ok=False)
+
+
+def explain(error: AutopilotError) -> str:
+    """Return one plain sentence saying what failed and what to do."""
+    if isinstance(error, AuthenticationError):
+        return (
+            "the Autopilot API rejected the bot's credentials. "
+            "An admin should check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET)."
+        )
+    if isinstance(error, RateLimitedError):
+        wait = f"{error.retry_after:.0f} s" if error.retry_after is not None else "a minute"
+        return f"the Autopilot API is rate limiting requests. Try again in {wait}."
+    if isinstance(error, ServerError):
+        return f"the Autopilot API failed with HTTP {error.status}. Try again in a minute."
+    if isinstance(error, ApiTimeoutError):
+        return "the Autopilot API did not answer in time. Try again in a minute."
+    if isinstance(error, ApiConnectionError):
+        return "the Autopilot API could not be reached. Check AUTOPILOT_BASE_URL and the network, then try again."
+    if isinstance(error, InvalidResponseError):
+        return "the Autopilot API sent an answer that is not the documented JSON. Check that AUTOPILOT_BASE_URL names an Autopilot-compatible API."
+    if isinstance(error, RequestRejectedError):
+        return f"the Autopilot API rejected the request with HTTP {error.status}."
+    return f"{error.summary}."
+
+
+def _error_details(error: AutopilotError) -> str:
+    parts = []
+    if error.code is not None:
+        parts.append(f"Twilio error {error_link(error.code)}")
+    if error.status is not None:
+        parts.append(f"HTTP {error.status}")
+    return " · ".join(parts)
+
+
+def _summary_fields(builds: Sequence[ModelBuild], *, now: datetime) -> SectionBlock:
+    summary = summarize(builds, now=now)
+    latest = summary.latest
+    last_success = summary.last_success
+    median = humanize_duration(summary.median_duration)
+
+    return _fields(
+        [
+            "*Latest build*\n"
+            + (f"{status_label(latest.status)} {slack_date(latest.date_created, now=now, relative=True)}" if latest else "none yet"),
+            "*Last successful*\n"
+            + (f"{slack_date(last_success.date_created, now=now)} ({name(last_success.name, limit=40)})" if last_success else "none"),
+            f"*Failed in 24 h*\n{summary.failed_recently}",
+            f"*Median duration*\n{median}" + (f" (last {summary.median_sample})" if summary.median_sample else ""),
+        ]
+    )
+
+
+def _build_line(build: ModelBuild, *, now: datetime) -> str:
+    facts = [slack_date(build.date_created, now=now), humanize_duration(build.build_duration)]
+    if build.error_code is not None:
+        facts.append(f"error {error_link(build.error_code)}")
+    return f"{status_label(build.status)}  *{name(build.name)}*\n" + " · ".join(facts)
+
+
+def _no_builds_text(assistant: str, status: str | None, total: int) -> str:
+    if status is None:
+        return f"No builds yet for {name(assistant)}."
+    return f"No {escape(status)} builds among the {total} builds of {name(assistant)}."
+
+
+def _list_footer(command: str, assistant: str, shown: int, available: int, complete: bool) -> str:
+    parts = [f"Showing {shown} of {available} builds."]
+    if shown:
+        parts.append(f"Details of one build: `{command} {escape(assistant)} <build>`.")
+    if not complete:
+        parts.append("⚠️ Paging stopped early, so older builds may be missing.")
+    return " ".join(parts)
+
+
+def _assistant_fallback(assistant: str, builds: Sequence[ModelBuild], status: str | None, matching: int) -> str:
+    if not builds:
+        return f"No builds yet for {escape(assistant)}"
+
+    latest = builds[0]
+    text = f"{escape(assistant)}: latest build {escape(latest.name or PLACEHOLDER)} is {escape(latest.status or 'unknown')}"
+    if status:
+        text += f"; {matching} {escape(status)} builds"
+    return truncate(text, MAX_FALLBACK_TEXT)
+
+
+def _failed_summary(report: FailedReport, total: int, failing: int, *, now: datetime) -> str:
+    since = slack_date(report.since, now=now)
+    if total == 0:
+        return f"No failed builds since {since} across {report.assistants_checked} assistants."
+    return f"*{total}* failed builds in *{failing}* of {report.assistants_checked} assistants since {since}."
+
+
+def _group_text(group: AssistantFailures, *, now: datetime, command: str) -> str:
+    lines = [f"*{name(group.assistant)}*: {len(group.builds)} failed"]
+    for build in group.builds[:BUILDS_PER_ASSISTANT]:
+        facts = [slack_date(build.date_created, now=now), humanize_duration(build.build_duration)]
+        if build.error_code is not None:
+            facts.append(f"error {error_link(build.error_code)}")
+        lines.append(f"❌ {name(build.name)} · " + " · ".join(facts))
+
+    hidden = len(group.builds) - BUILDS_PER_ASSISTANT
+    if hidden > 0:
+        lines.append(f"…and {hidden} more: `{command} {escape(group.assistant)} failed`")
+    if not group.complete:
+        lines.append("⚠️ Paging stopped early, so older builds may be missing.")
+    return "\n".join(lines)
+
+
+def _failed_footers(report: FailedReport) -> list[str]:
+    if not report.errors:
+        return []
+
+    shown = [f"{name(assistant, limit=40)} ({error.summary})" for assistant, error in report.errors[:10]]
+    more = len(report.errors) - len(shown)
+    text = f"⚠️ Could not read {len(report.errors)} assistants: " + ", ".join(shown)
+    return [text + (f", and {more} more." if more > 0 else ".")]
+
+
+def _header(text: str) -> HeaderBlock:
+    return HeaderBlock(text=PlainTextObject(text=truncate(text, MAX_HEADER_TEXT) or NO_TEXT, emoji=True))
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=fit(text, MAX_SECTION_TEXT) or NO_TEXT))
+
+
+def _fields(texts: Sequence[str]) -> SectionBlock:
+    return SectionBlock(fields=[MarkdownTextObject(text=fit(text, MAX_FIELD_TEXT) or NO_TEXT) for text in texts[:10]])
+
+
+def _context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=fit(text, MAX_SECTION_TEXT) or NO_TEXT)])
+
+
+def fit(text: str, limit: int) -> str:
+    """Cut mrkdwn `text` to `limit` characters at a line break, so no link or entity is split."""
+    if len(text) <= limit:
+        return text
+
+    cut = text.rfind("\n", 0, limit - 2)
+    if cut <= 0:
+        return truncate(text, limit)
+    return text[:cut] + "\n…"

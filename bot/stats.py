@@ -1,0 +1,49 @@
+"""Pure summaries of a list of model builds, newest first."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.models import ModelBuild
+
+RECENT_WINDOW = timedelta(hours=24)
+# The median covers the latest builds that report a duration, so an old slow
+# period does not hide a recent change.
+MEDIAN_SAMPLE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSummary:
+    """The one-glance facts shown above an assistant's build list."""
+
+    latest: ModelBuild | None
+    last_success: ModelBuild | None
+    failed_recently: int
+    median_duration: float | None
+    median_sample: int
+
+
+def summarize(builds: Sequence[ModelBuild], *, now: datetime) -> BuildSummary:
+    """Summarize builds ordered newest first, counting failures of the 24 hours before `now`."""
+    since = now - RECENT_WINDOW
+    durations = [build.build_duration for build in builds if build.build_duration is not None][:MEDIAN_SAMPLE]
+
+    return BuildSummary(
+        latest=builds[0] if builds else None,
+        last_success=next((build for build in builds if build.status == "completed"), None),
+        failed_recently=sum(1 for build in builds if build.status == "failed" and _created_since(build, since)),
+        median_duration=statistics.median(durations) if durations else None,
+        median_sample=len(durations),
+    )
+
+
+def failed_within(builds: Sequence[ModelBuild], *, since: datetime) -> list[ModelBuild]:
+    """Return the failed builds created at or after `since`, keeping their order."""
+    return [build for build in builds if build.status == "failed" and _created_since(build, since)]
+
+
+def _created_since(build: ModelBuild, since: datetime) -> bool:
+    return build.date_created is not None and build.date_created >= since
