@@ -1,0 +1,74 @@
+"""Wiring of the Bolt app: settings, Slack client, authorization and listeners."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.core import BuildsCore
+from bot.listeners import register_command
+from bot.tasks import BackgroundTasks
+
+logger = logging.getLogger(__name__)
+
+
+class BotIdentity:
+    """The bot's own identity from `auth.test`, fetched once and reused for every request.
+
+    Bolt would otherwise call `auth.test` on the first request, which is network
+    I/O before the acknowledgement.
+    """
+
+    def __init__(self, client: AsyncWebClient, token: str) -> None:
+        self._client = client
+        self._token = token
+        self._result: AuthorizeResult | None = None
+
+    async def load(self) -> AuthorizeResult:
+        """Call `auth.test` unless it already succeeded, and return the result."""
+        if self._result is None:
+            response = await self._client.auth_test(token=self._token)
+            self._result = AuthorizeResult.from_auth_test_response(auth_test_response=response, bot_token=self._token)
+            logger.info("slack.authorized", extra={"team_id": response.get("team_id"), "bot_user_id": response.get("user_id")})
+        return self._result
+
+    async def authorize(self, **_: Any) -> AuthorizeResult:
+        """Return the cached identity in the form Bolt's `authorize` hook expects."""
+        return await self.load()
+
+
+def create_slack_client(settings: Settings) -> AsyncWebClient:
+    """Return the Slack Web API client for `settings.slack_api_url`.
+
+    It carries no token: Bolt gives each request a client with the token from
+    `BotIdentity`, and Bolt rejects a token given both ways.
+    """
+    return AsyncWebClient(base_url=settings.slack_api_url)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    core: BuildsCore,
+    tasks: BackgroundTasks,
+    identity: BotIdentity,
+    client: AsyncWebClient,
+    socket_mode: bool = False,
+) -> AsyncApp:
+    """Return a Bolt app with the slash command registered; it answers after ack, not before."""
+    signing_secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        authorize=identity.authorize,
+        process_before_response=True,
+        request_verification_enabled=not socket_mode,
+        logger=logging.getLogger("slack_bolt.app"),
+    )
+    register_command(app, command=settings.command, core=core, tasks=tasks)
+    return app

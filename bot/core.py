@@ -1,0 +1,166 @@
+"""The command core: command text in, `Reply` out.
+
+The Slack listeners and the terminal commands share this one path. Lookups go
+through the `LookupCache`, so concurrent identical lookups make one upstream
+request; with `cached_only=True` a lookup never does I/O and raises
+`CacheMiss` instead, which lets a listener answer a cache hit in the
+acknowledgement itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.autopilot import AutopilotClient, Listing
+from bot.cache import LookupCache
+from bot.commands import AssistantBuilds, BuildDetails, Command, FailedBuilds, Help, parse_command
+from bot.config import Settings
+from bot.errors import AutopilotError, CacheMiss, InputError, NotFoundError
+from bot.formatting import name
+from bot.models import ModelBuild
+from bot.render import (
+    AssistantFailures,
+    FailedReport,
+    Reply,
+    render_api_error,
+    render_assistant_builds,
+    render_build_details,
+    render_failed,
+    render_help,
+    render_input_error,
+    render_internal_error,
+    render_not_found,
+)
+from bot.stats import failed_within
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class BuildsCore:
+    """Answer `/builds` command texts with Block Kit replies."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        client: AutopilotClient,
+        cache: LookupCache[Any] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._cache: LookupCache[Any] = cache or LookupCache(ttl=settings.cache_ttl)
+        self._clock = clock
+
+    async def reply(self, text: str, *, cached_only: bool = False) -> Reply:
+        """Return the reply to `text`; with `cached_only`, raise `CacheMiss` rather than do I/O."""
+        try:
+            command = parse_command(text)
+            return await self._run(command, cached_only=cached_only)
+        except CacheMiss:
+            raise
+        except InputError as error:
+            return render_input_error(self._settings.command, str(error))
+        except AutopilotError as error:
+            logger.warning("core.upstream_failed", extra={"command_text": text[:200], "error": str(error)})
+            return render_api_error(error, subject="the model builds")
+        except Exception:
+            reference = secrets.token_hex(4)
+            logger.exception("core.unexpected_error", extra={"reference": reference, "command_text": text[:200]})
+            return render_internal_error(reference)
+
+    async def _run(self, command: Command, *, cached_only: bool) -> Reply:
+        if isinstance(command, Help):
+            return render_help(self._settings.command)
+        if isinstance(command, AssistantBuilds):
+            return await self._assistant_builds(command, cached_only=cached_only)
+        if isinstance(command, BuildDetails):
+            return await self._build_details(command, cached_only=cached_only)
+        return await self._failed(command, cached_only=cached_only)
+
+    async def _assistant_builds(self, command: AssistantBuilds, *, cached_only: bool) -> Reply:
+        try:
+            listing = await self._builds(command.assistant, cached_only=cached_only)
+        except NotFoundError:
+            return render_not_found(kind="assistant", value=command.assistant, assistant=None, command=self._settings.command)
+        except AutopilotError as error:
+            self._log_failure(error, assistant=command.assistant)
+            return render_api_error(error, subject=f"the builds of {name(command.assistant)}")
+
+        return render_assistant_builds(
+            command.assistant, listing, status=command.status, now=self._clock(), command=self._settings.command
+        )
+
+    async def _build_details(self, command: BuildDetails, *, cached_only: bool) -> Reply:
+        key = ("build", command.assistant, command.build)
+        try:
+            build = await self._lookup(key, lambda: self._client.fetch_build(command.assistant, command.build), cached_only)
+        except NotFoundError:
+            return render_not_found(kind="build", value=command.build, assistant=command.assistant, command=self._settings.command)
+        except AutopilotError as error:
+            self._log_failure(error, assistant=command.assistant, build=command.build)
+            return render_api_error(error, subject=f"build {name(command.build)} of {name(command.assistant)}")
+
+        return render_build_details(command.assistant, build, now=self._clock())
+
+    async def _failed(self, command: FailedBuilds, *, cached_only: bool) -> Reply:
+        now = self._clock()
+        try:
+            assistants = await self._assistants_in_scope(cached_only=cached_only)
+        except AutopilotError as error:
+            self._log_failure(error)
+            return render_api_error(error, subject="the list of assistants")
+
+        results = await asyncio.gather(*(self._failures_of(assistant, now - command.window, cached_only) for assistant in assistants))
+
+        report = FailedReport(
+            window_text=command.window_text,
+            since=now - command.window,
+            assistants_checked=len(assistants),
+            groups=[result for result in results if isinstance(result, AssistantFailures)],
+            errors=[result for result in results if isinstance(result, tuple)],
+        )
+        return render_failed(report, now=now, command=self._settings.command)
+
+    async def _failures_of(
+        self, assistant: str, since: datetime, cached_only: bool
+    ) -> AssistantFailures | tuple[str, AutopilotError]:
+        try:
+            listing = await self._builds(assistant, cached_only=cached_only)
+        except AutopilotError as error:
+            self._log_failure(error, assistant=assistant)
+            return assistant, error
+        return AssistantFailures(assistant, failed_within(listing.items, since=since), listing.complete)
+
+    async def _assistants_in_scope(self, *, cached_only: bool) -> list[str]:
+        if self._settings.assistants:
+            return list(self._settings.assistants)
+
+        listing = await self._lookup(("assistants",), self._client.list_assistants, cached_only)
+        return [key for key in (assistant.unique_name or assistant.sid for assistant in listing.items) if key]
+
+    async def _builds(self, assistant: str, *, cached_only: bool) -> Listing[ModelBuild]:
+        return await self._lookup(("builds", assistant), lambda: self._client.list_builds(assistant), cached_only)
+
+    async def _lookup(self, key: tuple[str, ...], fetch: Callable[[], Any], cached_only: bool) -> Any:
+        if cached_only:
+            return self._cache.peek(key)
+        return await self._cache.get(key, fetch)
+
+    def _log_failure(self, error: AutopilotError, **ids: str) -> None:
+        logger.warning(
+            "core.lookup_failed",
+            extra={**ids, "error_type": type(error).__name__, "status": error.status, "code": error.code, "error": str(error)},
+        )

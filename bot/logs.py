@@ -1,0 +1,48 @@
+"""Logging set-up for the entry points: one event per line, extras as key=value, secrets masked."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+MASK = "********"
+# Attributes every LogRecord has; anything else on a record came from `extra`.
+STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+QUIET_LIBRARIES = ("slack_sdk", "slack_bolt", "httpx", "httpcore", "aiohttp.access", "asyncio")
+
+
+class EventFormatter(logging.Formatter):
+    """Format `event key=value …` lines and replace every known secret with a mask."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted((secret for secret in secrets if secret), key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = " ".join(f"{key}={value!r}" for key, value in vars(record).items() if key not in STANDARD_ATTRIBUTES)
+        if extras:
+            line = f"{line} {extras}" if "\n" not in line else line.replace("\n", f" {extras}\n", 1)
+        return self._mask(line)
+
+    def _mask(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, MASK)
+        return line
+
+
+def configure_logging(level: str, *, secrets: Iterable[str] = (), stream: TextIO | None = None) -> None:
+    """Send log records to `stream` (default stderr) at `level`, masking `secrets`."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(EventFormatter(secrets))
+
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+    # Library debug output can include request details; it stays at INFO or above.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.INFO))

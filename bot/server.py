@@ -1,0 +1,138 @@
+"""The running bot: HTTP mode on aiohttp.web, or Socket Mode, with graceful shutdown.
+
+`BotRuntime` owns every long-lived resource (the Autopilot client, the Bolt
+app, the listening socket or Socket Mode connection, the background tasks),
+starts them in order and stops them in reverse: first no new requests, then
+in-flight replies finish, then the clients close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+
+from aiohttp import ClientError, web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from bot.app import BotIdentity, create_app, create_slack_client
+from bot.autopilot import AutopilotClient
+from bot.config import Settings, reveal_required
+from bot.core import BuildsCore
+from bot.errors import ConfigError
+from bot.tasks import BackgroundTasks
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+# Slack's response_url accepts replies for 30 minutes; shutdown waits far less.
+DRAIN_TIMEOUT = 25.0
+HTTP_SHUTDOWN_TIMEOUT = 10.0
+
+
+def create_web_app(bolt: AsyncApp) -> web.Application:
+    """Return the aiohttp application serving Slack requests and the health check."""
+
+    async def slack_events(request: web.Request) -> web.Response:
+        bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    web_app = web.Application()
+    web_app.router.add_post(EVENTS_PATH, slack_events)
+    web_app.router.add_get(HEALTH_PATH, health)
+    return web_app
+
+
+class BotRuntime:
+    """Start and stop the bot in HTTP mode or Socket Mode."""
+
+    def __init__(self, settings: Settings, *, socket_mode: bool, host: str = "0.0.0.0", port: int | None = None) -> None:
+        settings.require_slack(socket_mode=socket_mode)
+        self._settings = settings
+        self._socket_mode = socket_mode
+        self._host = host
+        self._port = settings.port if port is None else port
+        self._stack = AsyncExitStack()
+        self.tasks = BackgroundTasks()
+        self.bound_port: int | None = None
+
+    @property
+    def mode(self) -> str:
+        """Return `socket` or `http`."""
+        return "socket" if self._socket_mode else "http"
+
+    async def start(self) -> None:
+        """Open the clients, build the app and start accepting requests."""
+        client = await self._stack.enter_async_context(AutopilotClient(self._settings))
+        slack_client = create_slack_client(self._settings)
+        identity = BotIdentity(slack_client, reveal_required(self._settings.slack_bot_token, "SLACK_BOT_TOKEN"))
+        await _warm_identity(identity)
+
+        core = BuildsCore(settings=self._settings, client=client)
+        bolt = create_app(
+            self._settings, core=core, tasks=self.tasks, identity=identity, client=slack_client, socket_mode=self._socket_mode
+        )
+        if self._socket_mode:
+            await self._start_socket_mode(bolt)
+        else:
+            await self._start_http(bolt)
+        logger.info("server.started", extra={"mode": self.mode, "host": self._host, "port": self.bound_port})
+
+    async def stop(self) -> None:
+        """Stop accepting requests, let in-flight replies finish, then close every client."""
+        logger.info("server.stopping", extra={"mode": self.mode, "running_tasks": len(self.tasks)})
+        await self._stack.aclose()
+        logger.info("server.stopped", extra={"mode": self.mode})
+
+    async def _start_http(self, bolt: AsyncApp) -> None:
+        runner = web.AppRunner(create_web_app(bolt), shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT, access_log=None)
+        await runner.setup()
+        # Registered before the site starts, so exit order is: stop listening, drain tasks, close clients.
+        self._stack.push_async_callback(self.tasks.drain, DRAIN_TIMEOUT)
+        self._stack.push_async_callback(runner.cleanup)
+
+        site = web.TCPSite(runner, self._host, self._port)
+        await site.start()
+        self.bound_port = runner.addresses[0][1]
+
+    async def _start_socket_mode(self, bolt: AsyncApp) -> None:
+        app_token = reveal_required(self._settings.slack_app_token, "SLACK_APP_TOKEN")
+        handler = AsyncSocketModeHandler(bolt, app_token)
+        self._stack.push_async_callback(self.tasks.drain, DRAIN_TIMEOUT)
+        self._stack.push_async_callback(handler.close_async)
+        await handler.connect_async()
+
+
+async def _warm_identity(identity: BotIdentity) -> None:
+    try:
+        await identity.load()
+    except SlackApiError as error:
+        raise ConfigError(
+            "SLACK_BOT_TOKEN", f"Slack rejected the token ({error.response.get('error')}). Copy the bot token (xoxb-…) again from the app settings."
+        ) from error
+    except (ClientError, TimeoutError) as error:
+        # The first request loads it instead; the bot still starts while Slack is unreachable.
+        logger.warning("slack.auth_test_failed", extra={"error": repr(error)})
+
+
+async def serve(settings: Settings, *, socket_mode: bool, host: str, port: int | None) -> None:
+    """Run the bot until SIGTERM or SIGINT, then shut down gracefully."""
+    runtime = BotRuntime(settings, socket_mode=socket_mode, host=host, port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    await runtime.start()
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
