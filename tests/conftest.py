@@ -16,3 +16,20 @@ def shared_file(*parts: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} is missing: this test needs the reference material in ../shared beside the checkout")
     return path
+
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+BOT_TOKEN = "xoxb-0000000000-test-bot-token"
+
+
+def bot_environment(*, autopilot_url: str, account_sid: str, auth_token: str, slack_api_url: str, **extra: str) -> dict[str, str]:
+    """Return the environment variables that point the bot at loopback stand-ins."""
+    return {
+        "AUTOPILOT_BASE_URL": autopilot_url,
+        "TWILIO_ACCOUNT_SID": account_sid,
+        "TWILIO_AUTH_TOKEN": auth_token,
+        "SLACK_API_URL": slack_api_url,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        **extra,
+    }
