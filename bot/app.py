@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
@@ -37,9 +37,17 @@ class BotIdentity:
             logger.info("slack.authorized", extra={"team_id": response.get("team_id"), "bot_user_id": response.get("user_id")})
         return self._result
 
-    async def authorize(self, **_: Any) -> AuthorizeResult:
-        """Return the cached identity in the form Bolt's `authorize` hook expects."""
-        return await self.load()
+    def as_authorize(self) -> Callable[[], Awaitable[AuthorizeResult]]:
+        """Return a Bolt `authorize` function that returns the cached identity.
+
+        Bolt passes a function only the arguments its signature names, so the
+        returned function takes none.
+        """
+
+        async def authorize() -> AuthorizeResult:
+            return await self.load()
+
+        return authorize
 
 
 def create_slack_client(settings: Settings) -> AsyncWebClient:
@@ -65,7 +73,7 @@ def create_app(
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
-        authorize=identity.authorize,
+        authorize=identity.as_authorize(),
         process_before_response=True,
         request_verification_enabled=not socket_mode,
         logger=logging.getLogger("slack_bolt.app"),

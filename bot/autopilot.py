@@ -2,7 +2,7 @@
 
 One `AutopilotClient` serves the whole process. It owns one `httpx.AsyncClient`,
 which it creates when entered inside the running event loop and closes on
-exit. Every answer other than the documented JSON becomes an `AutopilotError`
+exit. Every response other than the documented JSON becomes an `AutopilotError`
 subclass; see `bot.errors` for the tree.
 """
 
@@ -162,7 +162,7 @@ class AutopilotClient:
             return False
 
         if _origin(next_url) != self._origin:
-            # Credentials go only to the configured origin, whatever the API says.
+            # Credentials go only to the configured origin, whatever URL the API sends.
             logger.warning("autopilot.foreign_next_page_url", extra={"url": next_url, "allowed": self._base_url})
             return False
         return True
@@ -179,7 +179,7 @@ class AutopilotClient:
             return response.json()
         except ValueError as error:
             raise InvalidResponseError(
-                f"the answer from {_shown(response.request.url)} is not JSON", url=str(response.request.url), status=200
+                f"the response from {_shown(response.request.url)} is not JSON", url=str(response.request.url), status=200
             ) from error
 
     async def _send(self, url: str, params: Mapping[str, int] | None) -> httpx.Response:
@@ -188,7 +188,7 @@ class AutopilotClient:
             async with asyncio.timeout(REQUEST_DEADLINE):
                 response = await self._http.get(url, params=params)
         except (TimeoutError, httpx.TimeoutException) as error:
-            raise ApiTimeoutError(f"no answer from {url} within {REQUEST_DEADLINE:.0f} s", url=url) from error
+            raise ApiTimeoutError(f"request to {url} timed out after {REQUEST_DEADLINE:.0f} s", url=url) from error
         except httpx.TransportError as error:
             raise ApiConnectionError(f"could not connect to {url}: {error.__class__.__name__}", url=url) from error
 
@@ -232,7 +232,7 @@ def _error_type(status: int, code: int | None) -> type[AutopilotError]:
         return ServerError
     if 400 <= status <= 499:
         return RequestRejectedError
-    # A redirect or any other status is not the documented answer.
+    # A redirect or any other status is not the documented response.
     return InvalidResponseError
 
 

@@ -210,7 +210,7 @@ def _is_loopback(host: str) -> bool:
 
 def _port(env: Mapping[str, str]) -> int:
     value = env.get("PORT", str(DEFAULT_PORT))
-    if not value.isdigit() or not 1 <= int(value) <= 65_535:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65_535:
         raise ConfigError("PORT", f"invalid value {value!r}: use a whole number from 1 to 65535.")
     return int(value)
 

@@ -14,10 +14,10 @@ a short plain explanation; the log keeps the detail.
         ├── NotFoundError            no such assistant or build (HTTP 404, 20404)
         ├── RateLimitedError         too many requests (HTTP 429, 20429)
         ├── ServerError              the API failed (HTTP 5xx)
-        ├── RequestRejectedError     any other 4xx answer
-        ├── ApiTimeoutError          no answer within the deadline
+        ├── RequestRejectedError     any other 4xx response
+        ├── ApiTimeoutError          timed out
         ├── ApiConnectionError       the connection failed
-        └── InvalidResponseError     an answer that is not the documented JSON
+        └── InvalidResponseError     a response that is not the documented JSON
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class AutopilotError(BuildsBotError):
 
     @property
     def docs_url(self) -> str | None:
-        """Return Twilio's page for the error code, if the answer carried one."""
+        """Return Twilio's page for the error code, if the response carried one."""
         if self.code is None:
             return None
         return TWILIO_ERROR_DOCS.format(code=self.code)
@@ -118,7 +118,7 @@ class RateLimitedError(AutopilotError):
 
 
 class ServerError(AutopilotError):
-    """The API answered with a 5xx status."""
+    """The API responded with a 5xx status."""
 
     summary = "the Autopilot API failed"
 
@@ -130,9 +130,9 @@ class RequestRejectedError(AutopilotError):
 
 
 class ApiTimeoutError(AutopilotError):
-    """The API did not answer within the request deadline."""
+    """The API did not respond within the request deadline."""
 
-    summary = "the Autopilot API did not answer in time"
+    summary = "the Autopilot API timed out"
 
 
 class ApiConnectionError(AutopilotError):
@@ -142,6 +142,6 @@ class ApiConnectionError(AutopilotError):
 
 
 class InvalidResponseError(AutopilotError):
-    """The API answered with something other than the documented JSON."""
+    """The API responded with something other than the documented JSON."""
 
     summary = "the Autopilot API sent an invalid response"

@@ -52,7 +52,10 @@ def humanize_age(moment: datetime, now: datetime) -> str:
     delta = now - moment
     if delta < timedelta(minutes=1):
         return "just now"
-    return f"{humanize_duration(delta.total_seconds())} ago"
+
+    # Seconds are noise in an age, so the age is rounded down to whole minutes.
+    whole_minutes = int(delta.total_seconds()) // 60 * 60
+    return f"{humanize_duration(whole_minutes).removesuffix(' 0s')} ago"
 
 
 def slack_date(moment: datetime | None, *, now: datetime, relative: bool = False) -> str:

@@ -59,14 +59,14 @@ class Assistant:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a list answer: the raw items and the next page's URL."""
+    """One page of a list response: the raw items and the next page's URL."""
 
     items: list[Mapping[str, Any]]
     next_page_url: str | None
 
 
 def parse_page(body: object, key: str) -> Page:
-    """Return the items under `key` and `meta.next_page_url` of a list answer."""
+    """Return the items under `key` and `meta.next_page_url` of a list response."""
     if not isinstance(body, Mapping):
         raise InvalidResponseError(f"expected a JSON object with {key!r}, got {type(body).__name__}")
 
@@ -100,7 +100,7 @@ def parse_model_build(raw: Mapping[str, Any]) -> ModelBuild:
 
 
 def parse_model_build_body(body: object) -> ModelBuild:
-    """Parse the answer of a fetch-one-build request."""
+    """Parse the response body of a fetch-one-build request."""
     if not isinstance(body, Mapping):
         raise InvalidResponseError(f"expected a model build object, got {type(body).__name__}")
     return parse_model_build(body)
@@ -194,6 +194,6 @@ def _integer(value: object) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return None

@@ -114,7 +114,7 @@ def usage_text(command: str) -> str:
 def render_input_error(command: str, message: str) -> Reply:
     """Render a message about input the bot could not use, followed by the usage."""
     return Reply(
-        text=truncate(f"⚠️ {message}", MAX_FALLBACK_TEXT),
+        text=truncate(f"⚠️ {escape(message)}", MAX_FALLBACK_TEXT),
         blocks=[_section(f"⚠️ {escape(message)}"), _context(usage_text(command))],
         ok=False,
     )
