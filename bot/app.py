@@ -68,7 +68,7 @@ def create_app(
     client: AsyncWebClient,
     socket_mode: bool = False,
 ) -> AsyncApp:
-    """Return a Bolt app with the slash command registered; it answers after ack, not before."""
+    """Return a Bolt app with the slash command registered, running listeners before it responds to Slack."""
     signing_secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None
     app = AsyncApp(
         client=client,

@@ -147,6 +147,9 @@ class AutopilotClient:
             page = parse_page(await self._get_json(url, params=params), key)
             items.extend(page.items)
             seen.add(url)
+            if params is not None:
+                # The first request carries PageSize, so a next_page_url equal to that URL is a repeat too.
+                seen.add(str(httpx.URL(url, params=params)))
             url, params = page.next_page_url, None
             if url is None:
                 return Listing(items)

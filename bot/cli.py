@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="run the Autopilot-compatible sandbox API with demo data")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8081, help="port to listen on, 0 for any free port (default: 8081)")
-    sandbox.add_argument("--latency", type=float, default=0.0, help="seconds to wait before every answer (default: 0)")
+    sandbox.add_argument("--latency", type=float, default=0.0, help="seconds to wait before every response (default: 0)")
     sandbox.set_defaults(handler=_sandbox)
 
     query = commands.add_parser("query", help="run one command against the configured API and print the reply")
@@ -108,7 +108,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def answer(settings: Settings, text: str) -> Reply:
-    """Answer one command text against the API that `settings` name."""
+    """Return the reply to one command text, read from the API that `settings` name."""
     async with AutopilotClient(settings) as client:
         return await BuildsCore(settings=settings, client=client).reply(text)
 

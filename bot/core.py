@@ -2,8 +2,8 @@
 
 The Slack listeners and the terminal commands share this one path. Lookups go
 through the `LookupCache`, so concurrent identical lookups make one upstream
-request; with `cached_only=True` a lookup never does I/O and raises
-`CacheMiss` instead, which lets a listener answer a cache hit in the
+request. With `cached_only=True` a lookup never does I/O and raises
+`CacheMiss` instead, so a listener can put a cache hit into the
 acknowledgement itself.
 """
 
@@ -49,7 +49,7 @@ def utc_now() -> datetime:
 
 
 class BuildsCore:
-    """Answer `/builds` command texts with Block Kit replies."""
+    """Turn `/builds` command texts into Block Kit replies."""
 
     def __init__(
         self,

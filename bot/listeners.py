@@ -1,4 +1,4 @@
-"""Slack listeners for the slash command: acknowledge, answer, deliver.
+"""Slack listeners for the slash command: acknowledge, look up, reply.
 
 The listener does no network I/O before `ack()`. A reply that needs no
 upstream request (help, bad input, or a cache hit) goes out in the

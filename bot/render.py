@@ -1,10 +1,10 @@
 """Block Kit replies, built with slack-sdk's block models.
 
 Every function here is pure: data in, `Reply` out. The models check Slack's
-limits when a reply is serialized, and the functions stay inside them whatever
-the data: at most 50 blocks, section text of at most 3000 characters, at most
-10 fields per section, headers of at most 150 characters. Every string from
-Twilio or from a user is escaped before it becomes mrkdwn.
+limits when a reply is serialized. The functions stay inside those limits
+whatever the data: at most 50 blocks, 3000 characters of section text, 10
+fields per section and 150 characters per header. Every string from Twilio or
+from a user is escaped before it becomes mrkdwn.
 """
 
 from __future__ import annotations
@@ -175,12 +175,12 @@ def render_failed(report: FailedReport, *, now: datetime, command: str = DEFAULT
     total = sum(len(group.builds) for group in groups)
     footers = _failed_footers(report)
     room = MAX_BLOCKS - 2 - len(footers) - 1
-    shown = groups[:room]
+    visible = groups[:room]
 
     blocks: list[Block] = [_header(f"Failed builds · last {report.window_text}"), _section(_failed_summary(report, total, len(groups), now=now))]
-    blocks.extend(_section(_group_text(group, now=now, command=command)) for group in shown)
-    if len(shown) < len(groups):
-        footers.append(f"Showing {len(shown)} of {len(groups)} assistants with failures.")
+    blocks.extend(_section(_group_text(group, now=now, command=command)) for group in visible)
+    if len(visible) < len(groups):
+        footers.append(f"Showing {len(visible)} of {len(groups)} assistants with failures.")
     blocks.extend(_context(text) for text in footers)
 
     fallback = f"{total} failed builds in {len(groups)} of {report.assistants_checked} assistants in the last {report.window_text}"
@@ -198,7 +198,7 @@ def render_api_error(error: AutopilotError, *, subject: str) -> Reply:
 
 
 def render_not_found(*, kind: str, value: str, assistant: str | None, command: str) -> Reply:
-    """Render the answer for an assistant or build that the API does not know."""
+    """Render the reply for an assistant or build that the API reports as not found."""
     if kind == "build":
         text = (
             f"⚠️ No build {name(value)} found in assistant {name(assistant)}. "
@@ -210,7 +210,7 @@ def render_not_found(*, kind: str, value: str, assistant: str | None, command: s
 
 
 def render_internal_error(reference: str) -> Reply:
-    """Render the answer for a bug in the bot, pointing at the log entry by `reference`."""
+    """Render the reply for a bug in the bot, pointing at the log entry by `reference`."""
     text = f"⚠️ Something went wrong inside builds-bot. The error is logged with reference `{reference}`; please report it to the bot's maintainers."
     return Reply(text=text, blocks=[_section(text)], ok=False)
 

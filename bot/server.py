@@ -1,9 +1,9 @@
 """The running bot: HTTP mode on aiohttp.web, or Socket Mode, with graceful shutdown.
 
-`BotRuntime` owns every long-lived resource (the Autopilot client, the Bolt
-app, the listening socket or Socket Mode connection, the background tasks),
-starts them in order and stops them in reverse: first no new requests, then
-in-flight replies finish, then the clients close.
+`BotRuntime` owns every long-lived resource: the Autopilot client, the Bolt
+app, the listening socket or Socket Mode connection, and the background
+tasks. It starts them in order and stops them in reverse. First it accepts no
+new requests, then in-flight replies finish, then the clients close.
 """
 
 from __future__ import annotations
