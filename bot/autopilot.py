@@ -191,7 +191,7 @@ class AutopilotClient:
             async with asyncio.timeout(REQUEST_DEADLINE):
                 response = await self._http.get(url, params=params)
         except (TimeoutError, httpx.TimeoutException) as error:
-            raise ApiTimeoutError(f"request to {url} timed out after {REQUEST_DEADLINE:.0f} s", url=url) from error
+            raise ApiTimeoutError(f"request to {url} timed out after {REQUEST_DEADLINE:g} s", url=url) from error
         except httpx.TransportError as error:
             raise ApiConnectionError(f"could not connect to {url}: {error.__class__.__name__}", url=url) from error
 
