@@ -179,11 +179,15 @@ def _token(env: Mapping[str, str], name: str, prefix: str) -> Secret | None:
 def _base_url(env: Mapping[str, str], name: str, default: str, *, carries_credentials: bool) -> str:
     value = env.get(name, default)
     parts = urlsplit(value)
+    if parts.username or parts.password:
+        # The value is not quoted back, since user info may hold a password.
+        raise ConfigError(name, "invalid URL: remove the user name and password; credentials come from their own variables.")
+
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(name, f"invalid URL {value!r}: expected an absolute http:// or https:// URL such as {default!r}.")
 
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError(name, f"invalid URL {value!r}: remove the user info, query and fragment.")
+    if parts.query or parts.fragment:
+        raise ConfigError(name, f"invalid URL {value!r}: remove the query and fragment.")
 
     if carries_credentials and parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ConfigError(name, f"{value!r} would send credentials unencrypted: use https:// (http:// is accepted only for loopback hosts).")

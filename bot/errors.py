@@ -58,7 +58,8 @@ class AutopilotError(BuildsBotError):
     """A request to the Autopilot API failed.
 
     `code`, `more_info` and `status` come from Twilio's error body when it sent
-    one; `url` is the request URL without credentials.
+    one, and `url` is the request URL without credentials. `retry_after` is
+    the wait in seconds that the response's `Retry-After` header asked for.
     """
 
     summary = "the Autopilot API request failed"
@@ -71,12 +72,14 @@ class AutopilotError(BuildsBotError):
         status: int | None = None,
         code: int | None = None,
         more_info: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.url = url
         self.status = status
         self.code = code
         self.more_info = more_info
+        self.retry_after = retry_after
 
     @property
     def docs_url(self) -> str | None:
@@ -102,19 +105,6 @@ class RateLimitedError(AutopilotError):
     """The API asked the bot to slow down (HTTP 429 or Twilio error 20429)."""
 
     summary = "the Autopilot API is rate limiting requests"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        url: str | None = None,
-        status: int | None = None,
-        code: int | None = None,
-        more_info: str | None = None,
-    ) -> None:
-        super().__init__(message, url=url, status=status, code=code, more_info=more_info)
-        self.retry_after = retry_after
 
 
 class ServerError(AutopilotError):

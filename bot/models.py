@@ -1,8 +1,8 @@
 """Autopilot resources and the pure functions that parse them from API JSON.
 
 Twilio marks every field of a resource nullable, so every attribute here may be
-None. Parsing never guesses: a value of the wrong type becomes None, while a
-body of the wrong shape raises `InvalidResponseError`.
+None. A value of the wrong type becomes None (a string of digits becomes its
+number), while a body of the wrong shape raises `InvalidResponseError`.
 """
 
 from __future__ import annotations
@@ -157,7 +157,12 @@ def parse_datetime(value: object) -> datetime | None:
 
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # Dates at the edge of year 1 or 9999 cannot be moved to UTC.
+        logger.warning("models.unparsed_date", extra={"value": text[:64]})
+        return None
 
 
 def _parse_iso(text: str) -> datetime | None:

@@ -156,7 +156,8 @@ def render_build_details(assistant: str, build: ModelBuild, *, now: datetime) ->
         f"*Duration*\n{humanize_duration(build.build_duration)}",
         f"*Error*\n{error_link(build.error_code)}",
     ]
-    title = f"Build {build.name or PLACEHOLDER} of {assistant}"
+    # Headers are plain text, so no upstream string goes into one: the build's names stay in mrkdwn fields.
+    title = f"Build details · {assistant}"
     fallback = f"Build {escape(build.name or PLACEHOLDER)} of {escape(assistant)}: {build.status or 'unknown'}"
 
     return Reply(
@@ -228,7 +229,7 @@ def explain(error: AutopilotError) -> str:
     if isinstance(error, ServerError):
         return f"the Autopilot API failed with HTTP {error.status}. Try again in a minute."
     if isinstance(error, ApiTimeoutError):
-        return "the Autopilot API did not answer in time. Try again in a minute."
+        return "the Autopilot API timed out. Try again in a minute."
     if isinstance(error, ApiConnectionError):
         return "the Autopilot API could not be reached. Check AUTOPILOT_BASE_URL and the network, then try again."
     if isinstance(error, InvalidResponseError):
