@@ -9,8 +9,9 @@ subclass; see `bot.errors` for the tree.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -33,6 +34,7 @@ from bot.errors import (
 )
 from bot.identifiers import validate_assistant, validate_build
 from bot.models import Assistant, ModelBuild, newest_first, parse_assistant, parse_model_build, parse_model_build_body, parse_page
+from bot.retry import RetryPolicy, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ DEFAULT_MAX_PAGES = 20
 REQUEST_DEADLINE = 10.0
 TIMEOUTS = httpx.Timeout(connect=5.0, read=REQUEST_DEADLINE, write=5.0, pool=REQUEST_DEADLINE)
 MAX_CONNECTIONS = 32
+# Twilio's default page size, the fallback when a server fails on a large page.
+SMALL_PAGE_SIZE = 50
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -73,6 +78,7 @@ class AutopilotClient:
         page_size: int = DEFAULT_PAGE_SIZE,
         max_pages: int = DEFAULT_MAX_PAGES,
         max_connections: int = MAX_CONNECTIONS,
+        retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._settings = settings
@@ -81,11 +87,14 @@ class AutopilotClient:
         self._page_size = min(max(page_size, 1), MAX_PAGE_SIZE)
         self._max_pages = max(max_pages, 1)
         self._max_connections = max_connections
+        self._retry = retry or RetryPolicy(attempts=settings.retry_attempts, deadline=settings.lookup_timeout)
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots: asyncio.Semaphore | None = None
 
     async def __aenter__(self) -> AutopilotClient:
+        # Created here, inside the running loop that will use them.
+        self._slots = asyncio.Semaphore(self._max_connections)
         self._http = self._make_http_client()
         logger.info("autopilot.client_started", extra={"base_url": self._base_url})
         return self
@@ -115,7 +124,7 @@ class AutopilotClient:
     async def fetch_build(self, assistant: str, build: str) -> ModelBuild:
         """Return one model build, addressed by its SID or unique name."""
         url = self._url("Assistants", validate_assistant(assistant), "ModelBuilds", validate_build(build))
-        return parse_model_build_body(await self._get_json(url))
+        return parse_model_build_body(await self._get_json(url, budget=self._new_budget()))
 
     async def list_assistants(self) -> Listing[Assistant]:
         """Return every assistant of the account."""
@@ -138,26 +147,43 @@ class AutopilotClient:
         return "/".join([self._base_url, "v1", *(quote(segment, safe="") for segment in segments)])
 
     async def _walk(self, first_url: str, *, key: str) -> Listing[Mapping[str, Any]]:
+        budget = self._new_budget()
+        body, params = await self._first_page(first_url, budget)
+        # The first request carries PageSize, so a next_page_url equal to that URL is a repeat too.
+        seen = {first_url, str(httpx.URL(first_url, params=params))}
         items: list[Mapping[str, Any]] = []
-        seen: set[str] = set()
-        url: str | None = first_url
-        params: dict[str, int] | None = {"PageSize": self._page_size}
 
-        for _ in range(self._max_pages):
-            page = parse_page(await self._get_json(url, params=params), key)
+        for pages_read in itertools.count(1):
+            page = parse_page(body, key)
             items.extend(page.items)
-            seen.add(url)
-            if params is not None:
-                # The first request carries PageSize, so a next_page_url equal to that URL is a repeat too.
-                seen.add(str(httpx.URL(url, params=params)))
-            url, params = page.next_page_url, None
-            if url is None:
+            if page.next_page_url is None:
                 return Listing(items)
-            if not self._may_follow(url, seen):
+
+            if pages_read >= self._max_pages:
+                logger.warning("autopilot.page_cap_reached", extra={"url": first_url, "max_pages": self._max_pages})
+                return Listing(items, complete=False)
+            if not self._may_follow(page.next_page_url, seen):
                 return Listing(items, complete=False)
 
-        logger.warning("autopilot.page_cap_reached", extra={"url": first_url, "max_pages": self._max_pages})
-        return Listing(items, complete=False)
+            seen.add(page.next_page_url)
+            body = await self._get_json(page.next_page_url, budget=budget)
+        raise AssertionError("unreachable: itertools.count() never ends")
+
+    async def _first_page(self, url: str, budget: _Budget) -> tuple[object, dict[str, int]]:
+        params = {"PageSize": self._page_size}
+        if self._page_size <= SMALL_PAGE_SIZE:
+            return await self._get_json(url, params=params, budget=budget), params
+
+        try:
+            return await self._get_json(url, params=params, budget=budget, retry_server_errors=False), params
+        except ServerError as error:
+            # Some servers fail on large pages, so one more try uses Twilio's default size.
+            logger.warning(
+                "autopilot.page_size_rejected",
+                extra={"url": url, "page_size": self._page_size, "status": error.status, "retry_page_size": SMALL_PAGE_SIZE},
+            )
+            params = {"PageSize": SMALL_PAGE_SIZE}
+            return await self._get_json(url, params=params, budget=budget), params
 
     def _may_follow(self, next_url: str, seen: set[str]) -> bool:
         if next_url in seen:
@@ -170,12 +196,51 @@ class AutopilotClient:
             return False
         return True
 
-    async def _get_json(self, url: str, *, params: Mapping[str, int] | None = None) -> object:
-        if self._http is None:
+    def _new_budget(self) -> _Budget:
+        return _Budget(deadline_at=self._retry.clock() + self._retry.deadline, clock=self._retry.clock)
+
+    async def _get_json(
+        self,
+        url: str,
+        *,
+        budget: _Budget,
+        params: Mapping[str, int] | None = None,
+        retry_server_errors: bool = True,
+    ) -> object:
+        for attempt in itertools.count(1):
+            try:
+                return await self._get_json_once(url, params, timeout=min(REQUEST_DEADLINE, budget.remaining()))
+            except AutopilotError as error:
+                delay = self._retry_delay(error, attempt, budget, retry_server_errors=retry_server_errors)
+                if delay is None:
+                    raise
+                logger.warning(
+                    "autopilot.retrying",
+                    extra={"url": url, "attempt": attempt, "delay": round(delay, 3), "error_type": type(error).__name__, "status": error.status},
+                )
+                await self._retry.sleep(delay)
+        raise AssertionError("unreachable: itertools.count() never ends")
+
+    def _retry_delay(self, error: AutopilotError, attempt: int, budget: _Budget, *, retry_server_errors: bool) -> float | None:
+        if not _is_retryable(error, retry_server_errors=retry_server_errors):
+            return None
+
+        if attempt >= self._retry.attempts:
+            logger.warning("autopilot.retries_exhausted", extra={"url": error.url, "attempts": attempt})
+            return None
+
+        delay = error.retry_after if error.retry_after is not None else self._retry.backoff(attempt)
+        if delay >= budget.remaining():
+            logger.warning("autopilot.retry_deadline_reached", extra={"url": error.url, "attempts": attempt, "delay": delay})
+            return None
+        return delay
+
+    async def _get_json_once(self, url: str, params: Mapping[str, int] | None, *, timeout: float) -> object:
+        if self._http is None or self._slots is None:
             raise RuntimeError("AutopilotClient is not open: use it as 'async with AutopilotClient(settings)'")
 
         async with self._slots:
-            response = await self._send(url, params)
+            response = await self._send(url, params, timeout=timeout)
 
         _raise_for_status(response)
         try:
@@ -185,13 +250,13 @@ class AutopilotClient:
                 f"the response from {_shown(response.request.url)} is not JSON", url=str(response.request.url), status=200
             ) from error
 
-    async def _send(self, url: str, params: Mapping[str, int] | None) -> httpx.Response:
+    async def _send(self, url: str, params: Mapping[str, int] | None, *, timeout: float) -> httpx.Response:
         assert self._http is not None
         try:
-            async with asyncio.timeout(REQUEST_DEADLINE):
+            async with asyncio.timeout(max(timeout, 0.0)):
                 response = await self._http.get(url, params=params)
         except (TimeoutError, httpx.TimeoutException) as error:
-            raise ApiTimeoutError(f"request to {url} timed out after {REQUEST_DEADLINE:g} s", url=url) from error
+            raise ApiTimeoutError(f"request to {url} timed out after {timeout:g} s", url=url) from error
         except httpx.TransportError as error:
             raise ApiConnectionError(f"could not connect to {url}: {error.__class__.__name__}", url=url) from error
 
@@ -200,6 +265,24 @@ class AutopilotClient:
             extra={"url": str(response.request.url), "status": response.status_code, "elapsed_ms": _elapsed_ms(response)},
         )
         return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    """The time left for one lookup, across its pages and retries."""
+
+    deadline_at: float
+    clock: Callable[[], float]
+
+    def remaining(self) -> float:
+        return self.deadline_at - self.clock()
+
+
+def _is_retryable(error: AutopilotError, *, retry_server_errors: bool) -> bool:
+    # A 429 was never processed by Twilio, and every request here is an idempotent GET.
+    if isinstance(error, ServerError):
+        return retry_server_errors and error.status in RETRYABLE_STATUSES
+    return isinstance(error, (RateLimitedError, ApiConnectionError, ApiTimeoutError))
 
 
 def _raise_for_status(response: httpx.Response) -> None:
@@ -217,11 +300,8 @@ def _raise_for_status(response: httpx.Response) -> None:
 
     message = f"HTTP {status} from {url}: {detail}"
     error_type = _error_type(status, code)
-    if error_type is RateLimitedError:
-        raise RateLimitedError(
-            message, retry_after=_retry_after(response), url=url, status=status, code=code, more_info=more_info
-        )
-    raise error_type(message, url=url, status=status, code=code, more_info=more_info)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    raise error_type(message, url=url, status=status, code=code, more_info=more_info, retry_after=retry_after)
 
 
 def _error_type(status: int, code: int | None) -> type[AutopilotError]:
@@ -253,14 +333,6 @@ def _twilio_error_body(response: httpx.Response) -> dict[str, Any]:
         "message": str(body["message"])[:200] if body.get("message") else None,
         "more_info": body.get("more_info") if isinstance(body.get("more_info"), str) else None,
     }
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -1,17 +1,22 @@
-"""A bounded TTL cache of lookups with single-flight fetching.
+"""A bounded TTL cache of lookups with single-flight fetching and stale-if-error.
 
 Concurrent callers of one key share one in-flight fetch, so twenty people
 asking for the same assistant at once cause one upstream request. Only
 successful results are stored: an error reaches every waiting caller and the
-next call fetches again.
+next call fetches again. When a refresh fails with an error that `stale_on`
+accepts, the last good result of that key is returned instead, for up to
+`stale_max` seconds after it was fetched, marked with the error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from cachetools import TTLCache
@@ -25,6 +30,28 @@ V = TypeVar("V")
 DEFAULT_MAX_ENTRIES = 1024
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _never(_: Exception) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(Generic[V]):
+    """A cached value, when it was fetched, and the error that made it stale, if any."""
+
+    value: V
+    fetched_at: datetime
+    stale_because: Exception | None = None
+
+    @property
+    def stale(self) -> bool:
+        """Return whether this value is served because a refresh failed."""
+        return self.stale_because is not None
+
+
 class LookupCache(Generic[V]):
     """Cache results by key for `ttl` seconds, fetching each missing key once at a time."""
 
@@ -32,28 +59,44 @@ class LookupCache(Generic[V]):
         self,
         *,
         ttl: float,
+        stale_max: float = 0.0,
+        stale_on: Callable[[Exception], bool] = _never,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         timer: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._ttl = ttl
-        self._entries: TTLCache[Hashable, V] | None = None
+        self._entries: TTLCache[Hashable, Entry[V]] | None = None
         if ttl > 0:
             self._entries = TTLCache(maxsize=max_entries, ttl=ttl, timer=timer)
-        self._in_flight: dict[Hashable, asyncio.Task[V]] = {}
+        self._last_good: TTLCache[Hashable, Entry[V]] | None = None
+        if stale_max > 0:
+            self._last_good = TTLCache(maxsize=max_entries, ttl=stale_max, timer=timer)
+        self._stale_on = stale_on
+        self._now = now
+        self._in_flight: dict[Hashable, asyncio.Task[Entry[V]]] = {}
 
     def __len__(self) -> int:
         return 0 if self._entries is None else len(self._entries)
 
     def peek(self, key: Hashable) -> V:
-        """Return the cached value for `key` without fetching, or raise `CacheMiss`."""
+        """Return the fresh cached value for `key` without fetching, or raise `CacheMiss`."""
+        return self.peek_entry(key).value
+
+    def peek_entry(self, key: Hashable) -> Entry[V]:
+        """Return the fresh cache entry for `key` without fetching, or raise `CacheMiss`."""
         if self._entries is not None and key in self._entries:
             return self._entries[key]
         raise CacheMiss(f"{key!r} is not cached")
 
     async def get(self, key: Hashable, fetch: Callable[[], Awaitable[V]]) -> V:
         """Return the cached value for `key`, or await one shared call of `fetch`."""
+        return (await self.get_entry(key, fetch)).value
+
+    async def get_entry(self, key: Hashable, fetch: Callable[[], Awaitable[V]]) -> Entry[V]:
+        """Return the cache entry for `key`, fetching it once for all concurrent callers when missing."""
         try:
-            return self.peek(key)
+            return self.peek_entry(key)
         except CacheMiss:
             pass
 
@@ -66,7 +109,7 @@ class LookupCache(Generic[V]):
         # A caller that gives up must not cancel the fetch the others wait for.
         return await asyncio.shield(task)
 
-    def _forget(self, key: Hashable, task: asyncio.Task[V]) -> None:
+    def _forget(self, key: Hashable, task: asyncio.Task[Entry[V]]) -> None:
         if self._in_flight.get(key) is task:
             del self._in_flight[key]
 
@@ -74,9 +117,27 @@ class LookupCache(Generic[V]):
         if not task.cancelled():
             task.exception()
 
-    async def _fetch(self, key: Hashable, fetch: Callable[[], Awaitable[V]]) -> V:
-        value = await fetch()
+    async def _fetch(self, key: Hashable, fetch: Callable[[], Awaitable[V]]) -> Entry[V]:
+        try:
+            value = await fetch()
+        except Exception as error:
+            return self._stale_or_raise(key, error)
+
+        entry = Entry(value, self._now())
         if self._entries is not None:
-            self._entries[key] = value
+            self._entries[key] = entry
+        if self._last_good is not None:
+            self._last_good[key] = entry
         logger.debug("cache.stored", extra={"key": repr(key), "ttl": self._ttl})
-        return value
+        return entry
+
+    def _stale_or_raise(self, key: Hashable, error: Exception) -> Entry[V]:
+        last_good = self._last_good.get(key) if self._last_good is not None else None
+        if last_good is None or not self._stale_on(error):
+            raise error
+
+        logger.warning(
+            "cache.serving_stale",
+            extra={"key": repr(key), "fetched_at": last_good.fetched_at.isoformat(), "error_type": type(error).__name__},
+        )
+        return dataclasses.replace(last_good, stale_because=error)

@@ -26,7 +26,13 @@ DEFAULT_PORT = 3000
 DEFAULT_COMMAND = "/builds"
 DEFAULT_CACHE_TTL = 30.0
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_RETRY_ATTEMPTS = 4
+DEFAULT_LOOKUP_TIMEOUT = 30.0
+DEFAULT_STALE_MAX = 3600.0
 MAX_CACHE_TTL = 86_400.0
+MAX_RETRY_ATTEMPTS = 10
+# Slack accepts replies through a response_url for 30 minutes, so no lookup may take longer.
+MAX_LOOKUP_TIMEOUT = 1800.0
 
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
@@ -83,6 +89,9 @@ class Settings:
     command: str = DEFAULT_COMMAND
     assistants: tuple[str, ...] = field(default_factory=tuple)
     cache_ttl: float = DEFAULT_CACHE_TTL
+    stale_max: float = DEFAULT_STALE_MAX
+    retry_attempts: int = DEFAULT_RETRY_ATTEMPTS
+    lookup_timeout: float = DEFAULT_LOOKUP_TIMEOUT
     log_level: str = DEFAULT_LOG_LEVEL
 
     def twilio_credentials(self) -> tuple[str, str]:
@@ -124,7 +133,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         port=_port(env),
         command=_command(env),
         assistants=_assistants(env),
-        cache_ttl=_cache_ttl(env),
+        cache_ttl=_seconds(env, "BUILDS_CACHE_TTL", DEFAULT_CACHE_TTL, minimum=0.0, maximum=MAX_CACHE_TTL),
+        stale_max=_seconds(env, "BUILDS_STALE_MAX", DEFAULT_STALE_MAX, minimum=0.0, maximum=MAX_CACHE_TTL),
+        retry_attempts=_retry_attempts(env),
+        lookup_timeout=_seconds(env, "BUILDS_LOOKUP_TIMEOUT", DEFAULT_LOOKUP_TIMEOUT, minimum=1.0, maximum=MAX_LOOKUP_TIMEOUT),
         log_level=_log_level(env),
     )
 
@@ -242,16 +254,25 @@ def _assistants(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _cache_ttl(env: Mapping[str, str]) -> float:
-    value = env.get("BUILDS_CACHE_TTL", str(DEFAULT_CACHE_TTL))
+def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
+    value = env.get(name, f"{default:g}")
     try:
-        ttl = float(value)
+        seconds = float(value)
     except ValueError:
-        ttl = math.nan
+        seconds = math.nan
 
-    if not 0 <= ttl <= MAX_CACHE_TTL:
-        raise ConfigError("BUILDS_CACHE_TTL", f"invalid value {value!r}: use a number of seconds from 0 to {MAX_CACHE_TTL:.0f}.")
-    return ttl
+    if not minimum <= seconds <= maximum:
+        raise ConfigError(name, f"invalid value {value!r}: use a number of seconds from {minimum:g} to {maximum:g}.")
+    return seconds
+
+
+def _retry_attempts(env: Mapping[str, str]) -> int:
+    value = env.get("BUILDS_RETRY_ATTEMPTS", str(DEFAULT_RETRY_ATTEMPTS))
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_RETRY_ATTEMPTS:
+        raise ConfigError(
+            "BUILDS_RETRY_ATTEMPTS", f"invalid value {value!r}: use a whole number of attempts from 1 to {MAX_RETRY_ATTEMPTS}."
+        )
+    return int(value)
 
 
 def _log_level(env: Mapping[str, str]) -> str:

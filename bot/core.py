@@ -13,20 +13,32 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.autopilot import AutopilotClient, Listing
-from bot.cache import LookupCache
+from bot.cache import Entry, LookupCache
 from bot.commands import AssistantBuilds, BuildDetails, Command, FailedBuilds, Help, parse_command
 from bot.config import Settings
-from bot.errors import AutopilotError, CacheMiss, InputError, NotFoundError
+from bot.errors import (
+    ApiConnectionError,
+    ApiTimeoutError,
+    AutopilotError,
+    CacheMiss,
+    InputError,
+    InvalidResponseError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+)
 from bot.formatting import name
 from bot.models import ModelBuild
 from bot.render import (
     AssistantFailures,
     FailedReport,
     Reply,
+    mark_stale,
     render_api_error,
     render_assistant_builds,
     render_build_details,
@@ -48,6 +60,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def is_outage(error: Exception) -> bool:
+    """Return whether `error` means the API is unavailable, so last good data may stand in."""
+    return isinstance(error, (ServerError, RateLimitedError, ApiTimeoutError, ApiConnectionError, InvalidResponseError))
+
+
+@dataclass
+class _Request:
+    """One reply in the making: whether it may do I/O, and the stale entries it used."""
+
+    cached_only: bool
+    stale: list[Entry[Any]] = field(default_factory=list)
+
+
 class BuildsCore:
     """Turn `/builds` command texts into Block Kit replies."""
 
@@ -61,14 +86,17 @@ class BuildsCore:
     ) -> None:
         self._settings = settings
         self._client = client
-        self._cache: LookupCache[Any] = cache or LookupCache(ttl=settings.cache_ttl)
+        self._cache: LookupCache[Any] = cache or LookupCache(
+            ttl=settings.cache_ttl, stale_max=settings.stale_max, stale_on=is_outage, now=clock
+        )
         self._clock = clock
 
     async def reply(self, text: str, *, cached_only: bool = False) -> Reply:
         """Return the reply to `text`; with `cached_only`, raise `CacheMiss` rather than do I/O."""
+        request = _Request(cached_only=cached_only)
         try:
             command = parse_command(text)
-            return await self._run(command, cached_only=cached_only)
+            reply = await self._run(command, request)
         except CacheMiss:
             raise
         except InputError as error:
@@ -81,18 +109,23 @@ class BuildsCore:
             logger.exception("core.unexpected_error", extra={"reference": reference, "command_text": text[:200]})
             return render_internal_error(reference)
 
-    async def _run(self, command: Command, *, cached_only: bool) -> Reply:
+        if not request.stale:
+            return reply
+        oldest = min(request.stale, key=lambda entry: entry.fetched_at)
+        return mark_stale(reply, as_of=oldest.fetched_at, reason=oldest.stale_because, now=self._clock())
+
+    async def _run(self, command: Command, request: _Request) -> Reply:
         if isinstance(command, Help):
             return render_help(self._settings.command)
         if isinstance(command, AssistantBuilds):
-            return await self._assistant_builds(command, cached_only=cached_only)
+            return await self._assistant_builds(command, request)
         if isinstance(command, BuildDetails):
-            return await self._build_details(command, cached_only=cached_only)
-        return await self._failed(command, cached_only=cached_only)
+            return await self._build_details(command, request)
+        return await self._failed(command, request)
 
-    async def _assistant_builds(self, command: AssistantBuilds, *, cached_only: bool) -> Reply:
+    async def _assistant_builds(self, command: AssistantBuilds, request: _Request) -> Reply:
         try:
-            listing = await self._builds(command.assistant, cached_only=cached_only)
+            listing = await self._builds(command.assistant, request)
         except NotFoundError:
             return render_not_found(kind="assistant", value=command.assistant, assistant=None, command=self._settings.command)
         except AutopilotError as error:
@@ -103,10 +136,10 @@ class BuildsCore:
             command.assistant, listing, status=command.status, now=self._clock(), command=self._settings.command
         )
 
-    async def _build_details(self, command: BuildDetails, *, cached_only: bool) -> Reply:
+    async def _build_details(self, command: BuildDetails, request: _Request) -> Reply:
         key = ("build", command.assistant, command.build)
         try:
-            build = await self._lookup(key, lambda: self._client.fetch_build(command.assistant, command.build), cached_only)
+            build = await self._lookup(key, lambda: self._client.fetch_build(command.assistant, command.build), request)
         except NotFoundError:
             return render_not_found(kind="build", value=command.build, assistant=command.assistant, command=self._settings.command)
         except AutopilotError as error:
@@ -115,19 +148,20 @@ class BuildsCore:
 
         return render_build_details(command.assistant, build, now=self._clock())
 
-    async def _failed(self, command: FailedBuilds, *, cached_only: bool) -> Reply:
+    async def _failed(self, command: FailedBuilds, request: _Request) -> Reply:
         now = self._clock()
         try:
-            assistants = await self._assistants_in_scope(cached_only=cached_only)
+            assistants = await self._assistants_in_scope(request)
         except AutopilotError as error:
             self._log_failure(error)
             return render_api_error(error, subject="the list of assistants")
 
-        results = await asyncio.gather(*(self._failures_of(assistant, now - command.window, cached_only) for assistant in assistants))
+        since = now - command.window
+        results = await asyncio.gather(*(self._failures_of(assistant, since, request) for assistant in assistants))
 
         report = FailedReport(
             window_text=command.window_text,
-            since=now - command.window,
+            since=since,
             assistants_checked=len(assistants),
             groups=[result for result in results if isinstance(result, AssistantFailures)],
             errors=[result for result in results if isinstance(result, tuple)],
@@ -135,29 +169,33 @@ class BuildsCore:
         return render_failed(report, now=now, command=self._settings.command)
 
     async def _failures_of(
-        self, assistant: str, since: datetime, cached_only: bool
+        self, assistant: str, since: datetime, request: _Request
     ) -> AssistantFailures | tuple[str, AutopilotError]:
         try:
-            listing = await self._builds(assistant, cached_only=cached_only)
+            listing = await self._builds(assistant, request)
         except AutopilotError as error:
             self._log_failure(error, assistant=assistant)
             return assistant, error
         return AssistantFailures(assistant, failed_within(listing.items, since=since), listing.complete)
 
-    async def _assistants_in_scope(self, *, cached_only: bool) -> list[str]:
+    async def _assistants_in_scope(self, request: _Request) -> list[str]:
         if self._settings.assistants:
             return list(self._settings.assistants)
 
-        listing = await self._lookup(("assistants",), self._client.list_assistants, cached_only)
+        listing = await self._lookup(("assistants",), self._client.list_assistants, request)
         return [key for key in (assistant.unique_name or assistant.sid for assistant in listing.items) if key]
 
-    async def _builds(self, assistant: str, *, cached_only: bool) -> Listing[ModelBuild]:
-        return await self._lookup(("builds", assistant), lambda: self._client.list_builds(assistant), cached_only)
+    async def _builds(self, assistant: str, request: _Request) -> Listing[ModelBuild]:
+        return await self._lookup(("builds", assistant), lambda: self._client.list_builds(assistant), request)
 
-    async def _lookup(self, key: tuple[str, ...], fetch: Callable[[], Any], cached_only: bool) -> Any:
-        if cached_only:
+    async def _lookup(self, key: tuple[str, ...], fetch: Callable[[], Any], request: _Request) -> Any:
+        if request.cached_only:
             return self._cache.peek(key)
-        return await self._cache.get(key, fetch)
+
+        entry = await self._cache.get_entry(key, fetch)
+        if entry.stale:
+            request.stale.append(entry)
+        return entry.value
 
     def _log_failure(self, error: AutopilotError, **ids: str) -> None:
         logger.warning(

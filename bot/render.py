@@ -175,7 +175,8 @@ def render_failed(report: FailedReport, *, now: datetime, command: str = DEFAULT
     )
     total = sum(len(group.builds) for group in groups)
     footers = _failed_footers(report)
-    room = MAX_BLOCKS - 2 - len(footers) - 1
+    # Room for the header, the summary, the footers, a "Showing N of M" line and a stale-data note.
+    room = MAX_BLOCKS - 2 - len(footers) - 2
     visible = groups[:room]
 
     blocks: list[Block] = [_header(f"Failed builds · last {report.window_text}"), _section(_failed_summary(report, total, len(groups), now=now))]
@@ -214,6 +215,34 @@ def render_internal_error(reference: str) -> Reply:
     """Render the reply for a bug in the bot, pointing at the log entry by `reference`."""
     text = f"⚠️ Something went wrong inside builds-bot. The error is logged with reference `{reference}`; please report it to the bot's maintainers."
     return Reply(text=text, blocks=[_section(text)], ok=False)
+
+
+def mark_stale(reply: Reply, *, as_of: datetime, reason: Exception | None, now: datetime) -> Reply:
+    """Return `reply` with a note that the API failed and the data is the last good copy from `as_of`."""
+    detail = _outage_detail(reason)
+    note = (
+        f"⚠️ Twilio API unavailable ({detail}): showing data as of {slack_date(as_of, now=now)}, "
+        f"{slack_date(as_of, now=now, relative=True)}. Newer builds may be missing."
+    )
+    blocks = list(reply.blocks)
+    position = 1 if blocks and isinstance(blocks[0], HeaderBlock) else 0
+    blocks.insert(position, _context(note))
+
+    as_of_text = as_of.strftime("%Y-%m-%d %H:%M UTC")
+    text = truncate(f"⚠️ Twilio API unavailable, data as of {as_of_text}. {reply.text}", MAX_FALLBACK_TEXT)
+    return Reply(text=text, blocks=blocks, ok=reply.ok)
+
+
+def _outage_detail(error: Exception | None) -> str:
+    if isinstance(error, RateLimitedError):
+        return "rate limited"
+    if isinstance(error, ApiTimeoutError):
+        return "timed out"
+    if isinstance(error, ApiConnectionError):
+        return "connection failed"
+    if isinstance(error, AutopilotError) and error.status is not None:
+        return f"HTTP {error.status}"
+    return "request failed"
 
 
 def explain(error: AutopilotError) -> str:

@@ -45,9 +45,18 @@ FAST_FAILURE_SECONDS = 5.0
 
 
 def make_settings(base_url: str, **environ: str) -> Settings:
-    """Return settings that point the client at `base_url` with test credentials."""
+    """Return settings that point the client at `base_url` with test credentials and one attempt per request.
+
+    Retries have their own tests; here each error must surface from the first response.
+    """
     return load_settings(
-        {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "AUTOPILOT_BASE_URL": base_url, **environ}
+        {
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "AUTOPILOT_BASE_URL": base_url,
+            "BUILDS_RETRY_ATTEMPTS": "1",
+            **environ,
+        }
     )
 
 

@@ -215,19 +215,20 @@ def test_render_assistant_builds_incomplete_listing() -> None:
 
 @pytest.mark.parametrize("with_errors", [False, True], ids=["no-errors", "with-errors"])
 def test_render_failed_100_assistants(with_errors: bool) -> None:
-    """Groups fill the 50 blocks left after the header, the summary and the footers."""
+    """Groups fill the blocks left after the header, the summary, the footers and room for a stale-data note."""
     groups = [
         AssistantFailures(f"assistant-{index:03d}", [_build(f"b{index}-{n}", status="failed", age=timedelta(minutes=index * 10 + n + 1)) for n in range(4)])
         for index in range(100)
     ]
     errors: list[tuple[str, AutopilotError]] = [(f"broken-{index}", ServerError("HTTP 503", status=503)) for index in range(12)] if with_errors else []
-    # The header, the summary and the "Showing" footer, plus one footer listing unreadable assistants.
-    expected_shown = MAX_BLOCKS - 3 - (1 if with_errors else 0)
+    # The header, the summary, the "Showing" footer and one block kept for a stale-data note,
+    # plus one footer listing unreadable assistants.
+    expected_shown = MAX_BLOCKS - 4 - (1 if with_errors else 0)
 
     reply = render_failed(_report(groups, errors=errors), now=NOW)
 
     assert_within_slack_limits(reply)
-    assert len(reply.to_dict()["blocks"]) == MAX_BLOCKS
+    assert len(reply.to_dict()["blocks"]) == MAX_BLOCKS - 1
     assert f"Showing {expected_shown} of 100 assistants with failures." in _contexts(reply)
     assert _sections(reply)[1].startswith("*assistant-000*: 4 failed")
     assert _sections(reply)[-1].startswith(f"*assistant-{expected_shown - 1:03d}*")
