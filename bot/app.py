@@ -7,10 +7,13 @@ from collections.abc import Awaitable, Callable
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.core import BuildsCore
+from bot.dedupe import RetryDeduplicator
+from bot.delivery import ReplyDelivery
 from bot.listeners import register_command
 from bot.tasks import BackgroundTasks
 
@@ -50,13 +53,13 @@ class BotIdentity:
         return authorize
 
 
-def create_slack_client(settings: Settings) -> AsyncWebClient:
-    """Return the Slack Web API client for `settings.slack_api_url`.
+def create_slack_client(settings: Settings, *, retry_handlers: list[AsyncRetryHandler]) -> AsyncWebClient:
+    """Return the Slack Web API client for `settings.slack_api_url`, retrying with `retry_handlers`.
 
     It carries no token: Bolt gives each request a client with the token from
     `BotIdentity`, and Bolt rejects a token given both ways.
     """
-    return AsyncWebClient(base_url=settings.slack_api_url)
+    return AsyncWebClient(base_url=settings.slack_api_url, retry_handlers=retry_handlers)
 
 
 def create_app(
@@ -66,6 +69,7 @@ def create_app(
     tasks: BackgroundTasks,
     identity: BotIdentity,
     client: AsyncWebClient,
+    delivery: ReplyDelivery,
     socket_mode: bool = False,
 ) -> AsyncApp:
     """Return a Bolt app with the slash command registered, running listeners before it responds to Slack."""
@@ -78,5 +82,6 @@ def create_app(
         request_verification_enabled=not socket_mode,
         logger=logging.getLogger("slack_bolt.app"),
     )
-    register_command(app, command=settings.command, core=core, tasks=tasks)
+    app.use(RetryDeduplicator())
+    register_command(app, command=settings.command, core=core, tasks=tasks, delivery=delivery)
     return app

@@ -8,6 +8,7 @@ Examples:
     builds-bot sandbox --port 8081       # an Autopilot-compatible API for trying the bot
     builds-bot serve                     # Socket Mode if SLACK_APP_TOKEN is set, else HTTP
     builds-bot serve --http --port 3000
+    builds-bot check                     # configuration, Slack auth.test, one Autopilot request
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("text", nargs="?", default=DEFAULT_DEMO_TEXT, help=f'command text (default: "{DEFAULT_DEMO_TEXT}")')
     demo.add_argument("--json", action="store_true", help="print the Block Kit payload instead of text")
     demo.set_defaults(handler=_demo)
+
+    check = commands.add_parser("check", help="validate the settings and reach Slack and the Autopilot API once each")
+    check.set_defaults(handler=_check)
     return parser
 
 
@@ -99,6 +103,16 @@ def _query(args: argparse.Namespace) -> int:
     _configure_logging(settings, os.environ.get("BUILDS_LOG_LEVEL", QUIET_LOG_LEVEL).upper())
     reply = _run(answer(settings, args.text))
     return _print_reply(reply, as_json=args.json)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from bot.check import run_checks
+
+    configure_logging(os.environ.get("BUILDS_LOG_LEVEL", "ERROR").upper())
+    results = _run(run_checks(os.environ))
+    for result in results:
+        print(result.line())
+    return EXIT_OK if all(result.ok for result in results) else EXIT_REPLY_ERROR
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -86,9 +86,9 @@ class BuildsCore:
     ) -> None:
         self._settings = settings
         self._client = client
-        self._cache: LookupCache[Any] = cache or LookupCache(
-            ttl=settings.cache_ttl, stale_max=settings.stale_max, stale_on=is_outage, now=clock
-        )
+        if cache is None:
+            cache = LookupCache(ttl=settings.cache_ttl, stale_max=settings.stale_max, stale_on=is_outage, now=clock)
+        self._cache: LookupCache[Any] = cache
         self._clock = clock
 
     async def reply(self, text: str, *, cached_only: bool = False) -> Reply:

@@ -2,8 +2,8 @@
 
 The listener does no network I/O before `ack()`. A reply that needs no
 upstream request (help, bad input, or a cache hit) goes out in the
-acknowledgement itself; anything else is acknowledged at once and delivered
-through the command's `response_url` by a tracked background task.
+acknowledgement itself. Anything else is acknowledged at once and delivered
+by a tracked background task through `ReplyDelivery`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiohttp import ClientError
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.core import BuildsCore
+from bot.delivery import ReplyDelivery, ReplyTarget
 from bot.errors import CacheMiss
 from bot.mrkdwn import unescape
 from bot.render import Reply
@@ -25,19 +25,24 @@ logger = logging.getLogger(__name__)
 MAX_LOGGED_TEXT = 200
 
 
-def register_command(app: AsyncApp, *, command: str, core: BuildsCore, tasks: BackgroundTasks) -> None:
+def register_command(
+    app: AsyncApp, *, command: str, core: BuildsCore, tasks: BackgroundTasks, delivery: ReplyDelivery
+) -> None:
     """Register the `/builds` slash command listener on `app`."""
 
-    async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         text = unescape(body.get("text") or "")
-        ids = _ids(body)
+        target = ReplyTarget(body.get("response_url"), body.get("channel_id"), body.get("user_id"))
+        ids = {**target.ids(), "team_id": body.get("team_id"), "trigger_id": body.get("trigger_id")}
         logger.info("command.received", extra={**ids, "command_text": text[:MAX_LOGGED_TEXT]})
+        if target.response_url:
+            delivery.response_urls.register(target.response_url)
 
         try:
             reply = await core.reply(text, cached_only=True)
         except CacheMiss:
             await ack()
-            tasks.spawn(_deliver(core, respond, text, ids), name=f"reply:{ids.get('trigger_id')}")
+            tasks.spawn(_deliver(core, delivery, text, target, ids), name=f"reply:{ids.get('trigger_id')}")
             return
 
         await ack(**_ack_payload(reply))
@@ -46,30 +51,15 @@ def register_command(app: AsyncApp, *, command: str, core: BuildsCore, tasks: Ba
     app.command(command)(on_command)
 
 
-async def _deliver(core: BuildsCore, respond: AsyncRespond, text: str, ids: dict[str, str | None]) -> None:
+async def _deliver(core: BuildsCore, delivery: ReplyDelivery, text: str, target: ReplyTarget, ids: dict[str, Any]) -> None:
     reply = await core.reply(text)
-    payload = reply.to_dict()
-    try:
-        response = await respond(text=payload["text"], blocks=payload["blocks"], response_type="ephemeral")
-    except (ClientError, TimeoutError) as error:
-        logger.error("command.reply_failed", extra={**ids, "error": repr(error)})
+    channel = await delivery.send(reply, target)
+    if channel == "failed":
+        logger.error("command.reply_lost", extra=ids)
         return
-
-    if response.status_code != 200:
-        logger.error("command.reply_rejected", extra={**ids, "status": response.status_code, "body": response.body[:200]})
-        return
-    logger.info("command.replied", extra=ids)
+    logger.info("command.replied", extra={**ids, "via": channel})
 
 
 def _ack_payload(reply: Reply) -> dict[str, Any]:
     payload = reply.to_dict()
     return {"text": payload["text"], "blocks": payload["blocks"], "response_type": "ephemeral"}
-
-
-def _ids(body: dict[str, Any]) -> dict[str, str | None]:
-    return {
-        "team_id": body.get("team_id"),
-        "channel_id": body.get("channel_id"),
-        "user_id": body.get("user_id"),
-        "trigger_id": body.get("trigger_id"),
-    }

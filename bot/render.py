@@ -262,7 +262,7 @@ def explain(error: AutopilotError) -> str:
     if isinstance(error, ApiConnectionError):
         return "the Autopilot API could not be reached. Check AUTOPILOT_BASE_URL and the network, then try again."
     if isinstance(error, InvalidResponseError):
-        return "the Autopilot API sent an answer that is not the documented JSON. Check that AUTOPILOT_BASE_URL names an Autopilot-compatible API."
+        return "the Autopilot API sent a response that is not the documented JSON. Check that AUTOPILOT_BASE_URL names an Autopilot-compatible API."
     if isinstance(error, RequestRejectedError):
         return f"the Autopilot API rejected the request with HTTP {error.status}."
     return f"{error.summary}."

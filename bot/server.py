@@ -23,7 +23,10 @@ from bot.app import BotIdentity, create_app, create_slack_client
 from bot.autopilot import AutopilotClient
 from bot.config import Settings, reveal_required
 from bot.core import BuildsCore
+from bot.delivery import ReplyDelivery, ResponseUrls
 from bot.errors import ConfigError
+from bot.retry import RetryPolicy, Sleep
+from bot.slack_retry import build_retry_handlers
 from bot.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ HEALTH_PATH = "/healthz"
 # Slack's response_url accepts replies for 30 minutes; shutdown waits far less.
 DRAIN_TIMEOUT = 25.0
 HTTP_SHUTDOWN_TIMEOUT = 10.0
+SOCKET_PING_INTERVAL = 10.0
 
 
 def create_web_app(bolt: AsyncApp) -> web.Application:
@@ -54,12 +58,23 @@ def create_web_app(bolt: AsyncApp) -> web.Application:
 class BotRuntime:
     """Start and stop the bot in HTTP mode or Socket Mode."""
 
-    def __init__(self, settings: Settings, *, socket_mode: bool, host: str = "0.0.0.0", port: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        socket_mode: bool,
+        host: str = "0.0.0.0",
+        port: int | None = None,
+        retry_sleep: Sleep = asyncio.sleep,
+        socket_ping_interval: float = SOCKET_PING_INTERVAL,
+    ) -> None:
         settings.require_slack(socket_mode=socket_mode)
         self._settings = settings
         self._socket_mode = socket_mode
         self._host = host
         self._port = settings.port if port is None else port
+        self._retry_sleep = retry_sleep
+        self._socket_ping_interval = socket_ping_interval
         self._stack = AsyncExitStack()
         self.tasks = BackgroundTasks()
         self.bound_port: int | None = None
@@ -71,14 +86,24 @@ class BotRuntime:
 
     async def start(self) -> None:
         """Open the clients, build the app and start accepting requests."""
-        client = await self._stack.enter_async_context(AutopilotClient(self._settings))
-        slack_client = create_slack_client(self._settings)
-        identity = BotIdentity(slack_client, reveal_required(self._settings.slack_bot_token, "SLACK_BOT_TOKEN"))
+        retry = RetryPolicy(attempts=self._settings.retry_attempts, deadline=self._settings.lookup_timeout, sleep=self._retry_sleep)
+        client = await self._stack.enter_async_context(AutopilotClient(self._settings, retry=retry))
+        retry_handlers = build_retry_handlers(sleep=self._retry_sleep)
+        slack_client = create_slack_client(self._settings, retry_handlers=retry_handlers)
+        token = reveal_required(self._settings.slack_bot_token, "SLACK_BOT_TOKEN")
+        identity = BotIdentity(slack_client, token)
         await _warm_identity(identity)
 
         core = BuildsCore(settings=self._settings, client=client)
+        delivery = ReplyDelivery(client=slack_client, token=token, response_urls=ResponseUrls(), retry_handlers=retry_handlers)
         bolt = create_app(
-            self._settings, core=core, tasks=self.tasks, identity=identity, client=slack_client, socket_mode=self._socket_mode
+            self._settings,
+            core=core,
+            tasks=self.tasks,
+            identity=identity,
+            client=slack_client,
+            delivery=delivery,
+            socket_mode=self._socket_mode,
         )
         if self._socket_mode:
             await self._start_socket_mode(bolt)
@@ -105,7 +130,8 @@ class BotRuntime:
 
     async def _start_socket_mode(self, bolt: AsyncApp) -> None:
         app_token = reveal_required(self._settings.slack_app_token, "SLACK_APP_TOKEN")
-        handler = AsyncSocketModeHandler(bolt, app_token)
+        # slack-sdk reconnects a dropped or stale connection on its own, checking every ping interval.
+        handler = AsyncSocketModeHandler(bolt, app_token, ping_interval=self._socket_ping_interval)
         self._stack.push_async_callback(self.tasks.drain, DRAIN_TIMEOUT)
         self._stack.push_async_callback(handler.close_async)
         await handler.connect_async()

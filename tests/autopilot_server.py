@@ -127,6 +127,7 @@ class AutopilotStandIn:
         self.in_flight = 0
         self.max_in_flight = 0
         self._routes: dict[str, CannedResponse | Handler] = {}
+        self._faults: dict[str, list[CannedResponse]] = {}
         self._holds: list[tuple[str | None, asyncio.Event]] = []
         self._changed = asyncio.Condition()
         self._closing = asyncio.Event()
@@ -158,6 +159,13 @@ class AutopilotStandIn:
     def respond(self, path: str, response: CannedResponse | Handler) -> None:
         """Respond to every request to the raw `path` with `response`, or by calling it as a handler."""
         self._routes[path] = response
+
+    def fail_next(self, path: str, *responses: CannedResponse, query: str | None = None) -> None:
+        """Answer the next requests to the raw `path` with `responses`, in order, before its route.
+
+        With `query`, only requests whose raw query string contains it are failed.
+        """
+        self._faults.setdefault(path + "?" + (query or ""), []).extend(responses)
 
     def respond_json(self, path: str, body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> None:
         """Respond to every request to the raw `path` with `body` as JSON."""
@@ -253,7 +261,18 @@ class AutopilotStandIn:
                 return False
         return True
 
+    def _next_fault(self, path: str, query: str) -> CannedResponse | None:
+        for key, queue in self._faults.items():
+            fault_path, _, fault_query = key.partition("?")
+            if fault_path == path and fault_query in query and queue:
+                return queue.pop(0)
+        return None
+
     async def _respond(self, path: str, request: web.Request) -> web.StreamResponse:
+        fault = self._next_fault(path, request.raw_path.partition("?")[2])
+        if fault is not None:
+            return fault.to_response()
+
         route = self._routes.get(path)
         if route is None:
             return twilio_error(404, 20404, f"The requested resource {path} was not found").to_response()

@@ -34,6 +34,19 @@ class SlackCall:
     body: Any
 
 
+@dataclass(frozen=True)
+class Fault:
+    """One scripted failure: the status, body, content type and headers to answer with."""
+
+    status: int
+    body: str = ""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, text=self.body, content_type=self.content_type, headers=self.headers)
+
+
 @dataclass
 class SlackStandIn:
     """Slack's Web API (`/api/<method>`), response URLs (`/response/<id>`) and a Socket Mode endpoint."""
@@ -47,6 +60,8 @@ class SlackStandIn:
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _socket_connected: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    _faults: dict[str, list[Fault]] = field(default_factory=dict)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def __aenter__(self) -> SlackStandIn:
         app = web.Application()
@@ -94,9 +109,47 @@ class SlackStandIn:
         for socket in self._sockets:
             await socket.send_json(envelope)
 
+    def fail(self, target: str, *faults: Fault) -> None:
+        """Answer the next requests to `target` with `faults`, in order.
+
+        `target` is a Web API method such as `chat.postEphemeral`, or `response_url` for every response URL.
+        """
+        self._faults.setdefault(target, []).extend(faults)
+
+    async def drop_sockets(self) -> None:
+        """Close every Socket Mode connection from the server side, as a Slack deploy does."""
+        self._socket_connected.clear()
+        sockets, self._sockets = self._sockets, []
+        for socket in sockets:
+            await socket.close()
+
+    async def wait_for_call(self, method: str, timeout: float = 10.0) -> list[SlackCall]:
+        """Wait until the Web API method `method` has been called, and return its calls."""
+
+        async def arrived() -> list[SlackCall]:
+            async with self._changed:
+                await self._changed.wait_for(lambda: bool(self.api_calls(method)))
+            return self.api_calls(method)
+
+        return await asyncio.wait_for(arrived(), timeout)
+
+    async def _record(self, request: web.Request) -> SlackCall:
+        call = SlackCall(request.path, dict(request.headers), await _read_body(request))
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+        return call
+
+    def _next_fault(self, target: str) -> Fault | None:
+        queue = self._faults.get(target)
+        return queue.pop(0) if queue else None
+
     async def _web_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        self.calls.append(SlackCall(request.path, dict(request.headers), await _read_body(request)))
+        await self._record(request)
+        fault = self._next_fault(method)
+        if fault is not None:
+            return fault.response()
         if method == "auth.test":
             return web.json_response(
                 {"ok": True, "url": "https://test.slack.com/", "team": "Test", "user": "builds-bot",
@@ -107,10 +160,17 @@ class SlackStandIn:
         return web.json_response({"ok": True})
 
     async def _response_url(self, request: web.Request) -> web.Response:
-        call = SlackCall(request.path, dict(request.headers), await _read_body(request))
-        self.calls.append(call)
+        call = await self._record(request)
+        fault = self._next_fault("response_url")
+        if fault is not None:
+            return fault.response()
+
         await self.responses.put(call)
         return web.Response(text="ok")
+
+    def response_url_calls(self) -> list[SlackCall]:
+        """Return every request to any response_url, failed ones included."""
+        return [call for call in self.calls if call.path.startswith("/response/")]
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse()

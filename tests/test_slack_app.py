@@ -8,7 +8,6 @@ Slack and how many requests reached the API.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,31 +16,38 @@ from typing import Any
 
 import httpx
 import pytest
-from slack_sdk.models.blocks import Block
 
 from bot.config import load_settings
 from bot.sandbox import SandboxServer
 from bot.sandbox_data import SandboxDataset
 from bot.server import BotRuntime
-from tests.conftest import SIGNING_SECRET, bot_environment
-from tests.slack_server import SlackStandIn, command_form, signed_command
+from tests.conftest import bot_environment
+from tests.harness import Bot as HarnessBot
+from tests.harness import assert_valid_message, message_text
+from tests.harness import running_bot as harness_bot
+from tests.slack_server import SlackStandIn, command_form
 
 HOSTILE_NAME = "<!channel> & <@U0BOSS|boss> <https://evil.example|click>"
 
 
 @dataclass
 class Bot:
-    """A running bot and the stand-ins it talks to."""
+    """A running bot with the sandbox API behind it."""
 
-    runtime: BotRuntime
-    http: httpx.AsyncClient
-    slack: SlackStandIn
+    harness: HarnessBot
     sandbox: SandboxServer
 
-    async def command(self, text: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> httpx.Response:
-        """Send `/builds <text>` signed like Slack and return the app's HTTP answer."""
-        body, headers = signed_command(text, secret=secret, response_url=self.slack.response_url(), timestamp=timestamp)
-        return await self.http.post("/slack/events", content=body, headers=headers)
+    @property
+    def slack(self) -> SlackStandIn:
+        return self.harness.slack
+
+    @property
+    def runtime(self) -> BotRuntime:
+        return self.harness.runtime
+
+    async def command(self, text: str, **options: Any) -> httpx.Response:
+        """Send `/builds <text>` signed like Slack and return the app's HTTP response."""
+        return await self.harness.command(text, **options)
 
     def list_requests(self) -> int:
         """Return how many model-build list requests reached the API."""
@@ -50,20 +56,11 @@ class Bot:
 
 @asynccontextmanager
 async def running_bot(sandbox: SandboxServer, slack: SlackStandIn, **extra_env: str) -> AsyncIterator[Bot]:
-    environment = bot_environment(
-        autopilot_url=sandbox.base_url,
-        account_sid=sandbox.credentials.account_sid,
-        auth_token=sandbox.credentials.auth_token,
-        slack_api_url=slack.api_url,
-        **extra_env,
-    )
-    runtime = BotRuntime(load_settings(environment), socket_mode=False, host="127.0.0.1", port=0)
-    await runtime.start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.bound_port}", timeout=15) as http:
-            yield Bot(runtime, http, slack, sandbox)
-    finally:
-        await runtime.stop()
+    credentials = sandbox.credentials
+    async with harness_bot(
+        slack, autopilot_url=sandbox.base_url, account_sid=credentials.account_sid, auth_token=credentials.auth_token, **extra_env
+    ) as harness:
+        yield Bot(harness, sandbox)
 
 
 @pytest.fixture
@@ -82,21 +79,6 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
 async def bot(sandbox: SandboxServer, slack: SlackStandIn) -> AsyncIterator[Bot]:
     async with running_bot(sandbox, slack) as running:
         yield running
-
-
-def assert_valid_message(payload: dict[str, Any]) -> None:
-    """Check a message against Slack's limits with slack-sdk's block models."""
-    assert payload["text"].strip()
-    assert len(payload["text"]) < 3000
-    assert 0 < len(payload["blocks"]) <= 50
-    for block in payload["blocks"]:
-        parsed = Block.parse(block)
-        assert parsed is not None
-        parsed.validate_json()
-
-
-def message_text(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, ensure_ascii=False)
 
 
 async def test_assistant_lookup_replies_through_response_url(bot: Bot) -> None:
