@@ -25,7 +25,7 @@ MAX_SEEN = 50_000
 
 
 class RetryDeduplicator:
-    """Remember request ids for an hour and answer repeats without running listeners."""
+    """Remember request ids for an hour and acknowledge repeats without running listeners."""
 
     def __init__(self, *, timer: Callable[[], float] | None = None) -> None:
         if timer is None:

@@ -41,7 +41,7 @@ class _Usage:
 
 @dataclass(frozen=True, slots=True)
 class ReplyTarget:
-    """Where a reply goes: the command's response_url, and its channel and user for the fallback."""
+    """The destination of a reply: the command's response_url, and its channel and user for the fallback."""
 
     response_url: str | None
     channel_id: str | None

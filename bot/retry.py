@@ -29,7 +29,7 @@ class RetryPolicy:
     """How often and how long to retry one lookup.
 
     `attempts` counts the first try. `deadline` caps the seconds from the first
-    try to the last answer, waits included.
+    try to the last response, waits included.
     """
 
     attempts: int = DEFAULT_ATTEMPTS
@@ -47,7 +47,7 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Return the seconds a `Retry-After` header asks for, or None when absent or invalid."""
+    """Return the wait in seconds that a `Retry-After` header requests, or None when absent or invalid."""
     if value is None or not value.strip():
         return None
 

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 RATE_LIMIT_RETRIES = 3
 CONNECTION_RETRIES = 2
 SERVER_ERROR_RETRIES = 2
-# Slack's own answer when a 429 has no Retry-After: wait about a second.
+# The wait when a 429 carries no Retry-After, as slack-sdk's own handler uses.
 DEFAULT_RATE_LIMIT_WAIT = 1.0
 
 
@@ -74,11 +74,11 @@ class ConnectionErrorRetry(BackoffRetry, AsyncConnectionErrorRetryHandler):
 
 
 class ServerErrorRetry(BackoffRetry, AsyncServerErrorRetryHandler):
-    """Retry 500 and 503 answers from Slack with backoff."""
+    """Retry 500 and 503 responses from Slack with backoff."""
 
 
 class RateLimitRetry(AsyncRetryHandler):
-    """Retry 429 answers after the `Retry-After` wait, whatever the body's format."""
+    """Retry 429 responses after the `Retry-After` wait, whatever the body's format."""
 
     def __init__(self, *, max_retry_count: int = RATE_LIMIT_RETRIES, sleep: Sleep = asyncio.sleep) -> None:
         super().__init__(max_retry_count)
