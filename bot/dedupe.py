@@ -1,7 +1,7 @@
 """Bolt middleware that drops Slack's retries of a request the bot already received.
 
 Slack sends a request again, with `X-Slack-Retry-Num`, when the first one got
-no timely answer. Each request is recognised by an id Slack puts in its body
+no timely response. Each request is recognised by an id Slack puts in its body
 (event_id, trigger_id, or the response_url of a command). A repeat is
 acknowledged with an empty 200 and never reaches a listener, so it causes no
 second reply and no second upstream request.
