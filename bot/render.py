@@ -14,17 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from slack_sdk.models.blocks import (
-    Block,
-    ContextBlock,
-    DividerBlock,
-    HeaderBlock,
-    MarkdownTextObject,
-    PlainTextObject,
-    SectionBlock,
-)
+from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, SectionBlock
 
 from bot.autopilot import Listing
+from bot.blocks import MAX_BLOCKS, MAX_FALLBACK_TEXT, context, fields, fit, header, section
 from bot.errors import (
     ApiConnectionError,
     ApiTimeoutError,
@@ -40,15 +33,9 @@ from bot.models import ModelBuild
 from bot.mrkdwn import escape, truncate
 from bot.stats import summarize
 
-MAX_BLOCKS = 50
-MAX_SECTION_TEXT = 3000
-MAX_FIELD_TEXT = 2000
-MAX_HEADER_TEXT = 150
-MAX_FALLBACK_TEXT = 3000
 DEFAULT_LIMIT = 10
 DEFAULT_COMMAND = "/builds"
 BUILDS_PER_ASSISTANT = 5
-NO_TEXT = "(no text)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +79,7 @@ def render_help(command: str) -> Reply:
     """Render usage with examples for `command` (such as `/builds`)."""
     return Reply(
         text=f"Usage: {command} <assistant> | {command} <assistant> <status> | {command} <assistant> <build> | {command} failed [window]",
-        blocks=[_header("Model builds: usage"), _section(usage_text(command))],
+        blocks=[header("Model builds: usage"), section(usage_text(command))],
     )
 
 
@@ -115,7 +102,7 @@ def render_input_error(command: str, message: str) -> Reply:
     """Render a message about input the bot could not use, followed by the usage."""
     return Reply(
         text=truncate(f"⚠️ {escape(message)}", MAX_FALLBACK_TEXT),
-        blocks=[_section(f"⚠️ {escape(message)}"), _context(usage_text(command))],
+        blocks=[section(f"⚠️ {escape(message)}"), context(usage_text(command))],
         ok=False,
     )
 
@@ -135,18 +122,18 @@ def render_assistant_builds(
     shown = shown_pool[:limit]
     title = f"Builds of {assistant}" + (f" · {status}" if status else "")
 
-    blocks: list[Block] = [_header(title), _summary_fields(builds, now=now), DividerBlock()]
-    blocks.extend(_section(_build_line(build, now=now)) for build in shown)
+    blocks: list[Block] = [header(title), _summaryfields(builds, now=now), DividerBlock()]
+    blocks.extend(section(_build_line(build, now=now)) for build in shown)
     if not shown:
-        blocks.append(_section(_no_builds_text(assistant, status, len(builds))))
-    blocks.append(_context(_list_footer(command, assistant, len(shown), len(shown_pool), listing.complete)))
+        blocks.append(section(_no_builds_text(assistant, status, len(builds))))
+    blocks.append(context(_list_footer(command, assistant, len(shown), len(shown_pool), listing.complete)))
 
     return Reply(text=_assistant_fallback(assistant, builds, status, len(shown_pool)), blocks=blocks)
 
 
 def render_build_details(assistant: str, build: ModelBuild, *, now: datetime) -> Reply:
     """Render every field of one build."""
-    fields = [
+    facts = [
         f"*Status*\n{status_label(build.status)}",
         f"*Assistant*\n{name(assistant)}",
         f"*Build SID*\n{name(build.sid)}",
@@ -162,7 +149,7 @@ def render_build_details(assistant: str, build: ModelBuild, *, now: datetime) ->
 
     return Reply(
         text=truncate(fallback, MAX_FALLBACK_TEXT),
-        blocks=[_header(title), _fields(fields)],
+        blocks=[header(title), fields(facts)],
     )
 
 
@@ -179,11 +166,11 @@ def render_failed(report: FailedReport, *, now: datetime, command: str = DEFAULT
     room = MAX_BLOCKS - 2 - len(footers) - 2
     visible = groups[:room]
 
-    blocks: list[Block] = [_header(f"Failed builds · last {report.window_text}"), _section(_failed_summary(report, total, len(groups), now=now))]
-    blocks.extend(_section(_group_text(group, now=now, command=command)) for group in visible)
+    blocks: list[Block] = [header(f"Failed builds · last {report.window_text}"), section(_failed_summary(report, total, len(groups), now=now))]
+    blocks.extend(section(_group_text(group, now=now, command=command)) for group in visible)
     if len(visible) < len(groups):
         footers.append(f"Showing {len(visible)} of {len(groups)} assistants with failures.")
-    blocks.extend(_context(text) for text in footers)
+    blocks.extend(context(text) for text in footers)
 
     fallback = f"{total} failed builds in {len(groups)} of {report.assistants_checked} assistants in the last {report.window_text}"
     return Reply(text=fallback, blocks=blocks)
@@ -193,9 +180,9 @@ def render_api_error(error: AutopilotError, *, subject: str) -> Reply:
     """Render a plain explanation of a failed API request about `subject` (already mrkdwn)."""
     text = f"⚠️ Could not read {subject}: {explain(error)}"
     details = _error_details(error)
-    blocks: list[Block] = [_section(text)]
+    blocks: list[Block] = [section(text)]
     if details:
-        blocks.append(_context(details))
+        blocks.append(context(details))
     return Reply(text=truncate(text, MAX_FALLBACK_TEXT), blocks=blocks, ok=False)
 
 
@@ -208,13 +195,13 @@ def render_not_found(*, kind: str, value: str, assistant: str | None, command: s
         )
     else:
         text = f"⚠️ No assistant {name(value)} found. Check its SID (UA…) or unique name; `{command} failed` reads every assistant in scope."
-    return Reply(text=text, blocks=[_section(text)], ok=False)
+    return Reply(text=text, blocks=[section(text)], ok=False)
 
 
 def render_internal_error(reference: str) -> Reply:
     """Render the reply for a bug in the bot, pointing at the log entry by `reference`."""
     text = f"⚠️ Something went wrong inside builds-bot. The error is logged with reference `{reference}`; please report it to the bot's maintainers."
-    return Reply(text=text, blocks=[_section(text)], ok=False)
+    return Reply(text=text, blocks=[section(text)], ok=False)
 
 
 def mark_stale(reply: Reply, *, as_of: datetime, reason: Exception | None, now: datetime) -> Reply:
@@ -226,7 +213,7 @@ def mark_stale(reply: Reply, *, as_of: datetime, reason: Exception | None, now: 
     )
     blocks = list(reply.blocks)
     position = 1 if blocks and isinstance(blocks[0], HeaderBlock) else 0
-    blocks.insert(position, _context(note))
+    blocks.insert(position, context(note))
 
     as_of_text = as_of.strftime("%Y-%m-%d %H:%M UTC")
     text = truncate(f"⚠️ Twilio API unavailable, data as of {as_of_text}. {reply.text}", MAX_FALLBACK_TEXT)
@@ -277,13 +264,13 @@ def _error_details(error: AutopilotError) -> str:
     return " · ".join(parts)
 
 
-def _summary_fields(builds: Sequence[ModelBuild], *, now: datetime) -> SectionBlock:
+def _summaryfields(builds: Sequence[ModelBuild], *, now: datetime) -> SectionBlock:
     summary = summarize(builds, now=now)
     latest = summary.latest
     last_success = summary.last_success
     median = humanize_duration(summary.median_duration)
 
-    return _fields(
+    return fields(
         [
             "*Latest build*\n"
             + (f"{status_label(latest.status)} {slack_date(latest.date_created, now=now, relative=True)}" if latest else "none yet"),
@@ -359,30 +346,3 @@ def _failed_footers(report: FailedReport) -> list[str]:
     more = len(report.errors) - len(shown)
     text = f"⚠️ Could not read {len(report.errors)} assistants: " + ", ".join(shown)
     return [text + (f", and {more} more." if more > 0 else ".")]
-
-
-def _header(text: str) -> HeaderBlock:
-    return HeaderBlock(text=PlainTextObject(text=truncate(text, MAX_HEADER_TEXT) or NO_TEXT, emoji=True))
-
-
-def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=fit(text, MAX_SECTION_TEXT) or NO_TEXT))
-
-
-def _fields(texts: Sequence[str]) -> SectionBlock:
-    return SectionBlock(fields=[MarkdownTextObject(text=fit(text, MAX_FIELD_TEXT) or NO_TEXT) for text in texts[:10]])
-
-
-def _context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=fit(text, MAX_SECTION_TEXT) or NO_TEXT)])
-
-
-def fit(text: str, limit: int) -> str:
-    """Cut mrkdwn `text` to `limit` characters at a line break, so no link or entity is split."""
-    if len(text) <= limit:
-        return text
-
-    cut = text.rfind("\n", 0, limit - 2)
-    if cut <= 0:
-        return truncate(text, limit)
-    return text[:cut] + "\n…"
