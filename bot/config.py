@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from bot.errors import ConfigError, InvalidIdentifierError
@@ -31,6 +32,15 @@ DEFAULT_LOOKUP_TIMEOUT = 30.0
 DEFAULT_STALE_MAX = 3600.0
 MAX_CACHE_TTL = 86_400.0
 MAX_RETRY_ATTEMPTS = 10
+DEFAULT_STATE_URL = "sqlite:///builds-bot.db"
+DEFAULT_POLL_INTERVAL = 60.0
+DEFAULT_CATCHUP_WINDOW = timedelta(hours=6)
+# Twilio stops a model build after 60 minutes, so half of that is already unusual.
+DEFAULT_STUCK_AFTER = timedelta(minutes=30)
+DURATION = re.compile(r"(?P<amount>\d{1,6})(?P<unit>[smhd]?)")
+DURATION_UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 # Slack accepts replies through a response_url for 30 minutes, so no lookup may take longer.
 MAX_LOOKUP_TIMEOUT = 1800.0
 
@@ -93,6 +103,13 @@ class Settings:
     retry_attempts: int = DEFAULT_RETRY_ATTEMPTS
     lookup_timeout: float = DEFAULT_LOOKUP_TIMEOUT
     log_level: str = DEFAULT_LOG_LEVEL
+    state_url: str = DEFAULT_STATE_URL
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    catchup_window: timedelta = DEFAULT_CATCHUP_WINDOW
+    stuck_after: timedelta = DEFAULT_STUCK_AFTER
+    alert_channel: str | None = None
+    admins: frozenset[str] = frozenset()
+    public_url: str | None = None
 
     def twilio_credentials(self) -> tuple[str, str]:
         """Return the Basic auth user name and password for the Autopilot API."""
@@ -138,6 +155,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         retry_attempts=_retry_attempts(env),
         lookup_timeout=_seconds(env, "BUILDS_LOOKUP_TIMEOUT", DEFAULT_LOOKUP_TIMEOUT, minimum=1.0, maximum=MAX_LOOKUP_TIMEOUT),
         log_level=_log_level(env),
+        state_url=env.get("BUILDS_STATE_URL", DEFAULT_STATE_URL),
+        poll_interval=_seconds(env, "BUILDS_POLL_INTERVAL", DEFAULT_POLL_INTERVAL, minimum=5.0, maximum=3600.0),
+        catchup_window=_duration(env, "BUILDS_CATCHUP_WINDOW", DEFAULT_CATCHUP_WINDOW, maximum=timedelta(days=7)),
+        stuck_after=_duration(env, "BUILDS_STUCK_AFTER", DEFAULT_STUCK_AFTER, maximum=timedelta(hours=24)),
+        alert_channel=_slack_id(env, "BUILDS_ALERT_CHANNEL", CHANNEL_ID, "a channel ID such as C0123ABCD (channel details > About)"),
+        admins=_admins(env),
+        public_url=_public_url(env),
     )
 
 
@@ -273,6 +297,45 @@ def _retry_attempts(env: Mapping[str, str]) -> int:
             "BUILDS_RETRY_ATTEMPTS", f"invalid value {value!r}: use a whole number of attempts from 1 to {MAX_RETRY_ATTEMPTS}."
         )
     return int(value)
+
+
+def _duration(env: Mapping[str, str], name: str, default: timedelta, *, maximum: timedelta) -> timedelta:
+    value = env.get(name)
+    if value is None:
+        return default
+
+    match = DURATION.fullmatch(value.lower())
+    duration = timedelta(**{DURATION_UNITS[match["unit"]]: int(match["amount"])}) if match else None
+    if duration is None or not timedelta(seconds=1) <= duration <= maximum:
+        raise ConfigError(name, f"invalid value {value!r}: use seconds or a duration such as 30m, 6h or 1d, up to {maximum}.")
+    return duration
+
+
+def _slack_id(env: Mapping[str, str], name: str, pattern: re.Pattern[str], expected: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    if not pattern.fullmatch(value):
+        raise ConfigError(name, f"invalid value {value!r}: expected {expected}.")
+    return value
+
+
+def _admins(env: Mapping[str, str]) -> frozenset[str]:
+    admins = set()
+    for item in env.get("BUILDS_ADMINS", "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not USER_ID.fullmatch(item):
+            raise ConfigError("BUILDS_ADMINS", f"invalid user ID {item!r}: list Slack user IDs such as U0123ABCD, separated by commas.")
+        admins.add(item)
+    return frozenset(admins)
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    if env.get("BUILDS_PUBLIC_URL") is None:
+        return None
+    return _base_url(env, "BUILDS_PUBLIC_URL", "https://builds-bot.example.com", carries_credentials=True)
 
 
 def _log_level(env: Mapping[str, str]) -> str:

@@ -1,0 +1,1 @@
+"""Channel alerts: change detection, polling, message rendering and outbox delivery."""
