@@ -11,6 +11,8 @@ from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.actions import register_alert_actions
+from bot.alerts.service import AlertCommands
 from bot.core import BuildsCore
 from bot.dedupe import RetryDeduplicator
 from bot.delivery import ReplyDelivery
@@ -53,6 +55,20 @@ class BotIdentity:
         return authorize
 
 
+class _DropTokenWarning(logging.Filter):
+    """Drop Bolt's warning that SLACK_BOT_TOKEN goes unused: the token reaches Bolt through `authorize`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+def _bolt_logger() -> logging.Logger:
+    bolt_logger = logging.getLogger("slack_bolt.app")
+    if not any(isinstance(existing, _DropTokenWarning) for existing in bolt_logger.filters):
+        bolt_logger.addFilter(_DropTokenWarning())
+    return bolt_logger
+
+
 def create_slack_client(settings: Settings, *, retry_handlers: list[AsyncRetryHandler]) -> AsyncWebClient:
     """Return the Slack Web API client for `settings.slack_api_url`, retrying with `retry_handlers`.
 
@@ -70,6 +86,7 @@ def create_app(
     identity: BotIdentity,
     client: AsyncWebClient,
     delivery: ReplyDelivery,
+    alerts: AlertCommands,
     socket_mode: bool = False,
 ) -> AsyncApp:
     """Return a Bolt app with the slash command registered, running listeners before it responds to Slack."""
@@ -80,8 +97,9 @@ def create_app(
         authorize=identity.as_authorize(),
         process_before_response=True,
         request_verification_enabled=not socket_mode,
-        logger=logging.getLogger("slack_bolt.app"),
+        logger=_bolt_logger(),
     )
     app.use(RetryDeduplicator())
     register_command(app, command=settings.command, core=core, tasks=tasks, delivery=delivery)
+    register_alert_actions(app, core=core, alerts=alerts, tasks=tasks, delivery=delivery)
     return app

@@ -50,6 +50,8 @@ TIMEOUTS = httpx.Timeout(connect=5.0, read=REQUEST_DEADLINE, write=5.0, pool=REQ
 MAX_CONNECTIONS = 32
 # Twilio's default page size, the fallback when a server fails on a large page.
 SMALL_PAGE_SIZE = 50
+# The poller reads one page this size per assistant; more builds than this between polls is unusual.
+RECENT_BUILDS = 50
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -120,6 +122,15 @@ class AutopilotClient:
         listing = await self._walk(url, key="model_builds")
         builds = newest_first(parse_model_build(raw) for raw in listing.items)
         return Listing(builds, listing.complete)
+
+    async def recent_builds(self, assistant: str, *, limit: int = RECENT_BUILDS) -> Listing[ModelBuild]:
+        """Return the first page of an assistant's builds, newest first: one request in the normal case."""
+        url = self._url("Assistants", validate_assistant(assistant), "ModelBuilds")
+        page_size = min(max(limit, 1), MAX_PAGE_SIZE)
+        body = await self._get_json(url, params={"PageSize": page_size}, budget=self._new_budget())
+        page = parse_page(body, "model_builds")
+        builds = newest_first(parse_model_build(raw) for raw in page.items)
+        return Listing(builds, complete=page.next_page_url is None)
 
     async def fetch_build(self, assistant: str, build: str) -> ModelBuild:
         """Return one model build, addressed by its SID or unique name."""

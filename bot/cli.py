@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -24,12 +25,14 @@ from typing import Any, TextIO
 
 from bot import __version__
 from bot.autopilot import AutopilotClient
-from bot.config import Secret, Settings, load_settings
+from bot.config import Secret, Settings, load_settings, log_level_from
 from bot.core import BuildsCore
 from bot.errors import ConfigError
 from bot.logs import configure_logging
 from bot.render import Reply
 from bot.terminal import to_plain_text
+
+logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_REPLY_ERROR = 1
@@ -93,14 +96,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     from bot.sandbox import run_sandbox
 
-    configure_logging(os.environ.get("BUILDS_LOG_LEVEL", "INFO").upper())
+    configure_logging(log_level_from(os.environ, "INFO"))
     _run_until_signal(run_sandbox(host=args.host, port=args.port, latency=args.latency))
     return EXIT_OK
 
 
 def _query(args: argparse.Namespace) -> int:
     settings = load_settings(os.environ)
-    _configure_logging(settings, os.environ.get("BUILDS_LOG_LEVEL", QUIET_LOG_LEVEL).upper())
+    _configure_logging(settings, log_level_from(os.environ, QUIET_LOG_LEVEL))
     reply = _run(answer(settings, args.text))
     return _print_reply(reply, as_json=args.json)
 
@@ -108,7 +111,7 @@ def _query(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from bot.check import run_checks
 
-    configure_logging(os.environ.get("BUILDS_LOG_LEVEL", "ERROR").upper())
+    configure_logging(log_level_from(os.environ, "ERROR"))
     results = _run(run_checks(os.environ))
     for result in results:
         print(result.line())
@@ -116,7 +119,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    configure_logging(os.environ.get("BUILDS_LOG_LEVEL", QUIET_LOG_LEVEL).upper())
+    configure_logging(log_level_from(os.environ, QUIET_LOG_LEVEL))
     reply = _run(_demo_reply(args.text, sys.stderr))
     return _print_reply(reply, as_json=args.json)
 
@@ -153,6 +156,8 @@ def _print_reply(reply: Reply, *, as_json: bool) -> int:
 def _configure_logging(settings: Settings, level: str) -> None:
     secrets = [secret.reveal() for secret in _secrets(settings)]
     configure_logging(level, secrets=secrets)
+    if settings.api_key is not None and settings.auth_token is not None:
+        logger.warning("config.credentials_conflict: TWILIO_API_KEY is used and TWILIO_AUTH_TOKEN ignored; unset one of them")
 
 
 def _secrets(settings: Settings) -> list[Secret]:

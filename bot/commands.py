@@ -14,9 +14,13 @@ from datetime import timedelta
 
 from bot.errors import InputError, InvalidIdentifierError
 from bot.identifiers import validate_assistant, validate_build
+from bot.state.base import Level
 
 DEFAULT_WINDOW = "24h"
 MAX_WINDOW = timedelta(days=90)
+MAX_MUTE = timedelta(days=30)
+ALL = "all"
+LEVELS = ("failures", "all")
 WINDOW = re.compile(r"(?P<amount>\d{1,5})(?P<unit>[mhd])")
 WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -67,7 +71,44 @@ class BuildDetails:
     build: str
 
 
-Command = Help | AssistantBuilds | FailedBuilds | BuildDetails
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Subscribe the channel to alerts of one assistant, or of `all`, at a level."""
+
+    assistant: str
+    level: Level = "failures"
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """End the channel's subscription to one assistant, or to `all`."""
+
+    assistant: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListSubscriptions:
+    """List the channel's subscriptions and their delivery state."""
+
+
+@dataclass(frozen=True, slots=True)
+class MuteAssistant:
+    """Mute alerts of an assistant in the channel for a while."""
+
+    assistant: str
+    duration: timedelta
+    duration_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnmuteAssistant:
+    """End a mute early."""
+
+    assistant: str
+
+
+StateCommand = Subscribe | Unsubscribe | ListSubscriptions | MuteAssistant | UnmuteAssistant
+Command = Help | AssistantBuilds | FailedBuilds | BuildDetails | StateCommand
 
 
 def parse_command(text: str) -> Command:
@@ -76,8 +117,11 @@ def parse_command(text: str) -> Command:
     if not words or words[0].lower() == "help":
         return Help()
 
-    if words[0].lower() == "failed":
+    keyword = words[0].lower()
+    if keyword == "failed":
         return _parse_failed(words[1:])
+    if keyword in STATE_PARSERS:
+        return STATE_PARSERS[keyword](words[1:])
 
     if len(words) > 2:
         raise InputError(f"Too many words in {_quoted(text)}: give an assistant, then optionally a status or a build.")
@@ -119,6 +163,58 @@ def _parse_second_word(assistant: str, word: str) -> AssistantBuilds | BuildDeta
     except InvalidIdentifierError as error:
         statuses = ", ".join(sorted(set(STATUS_ALIASES.values())))
         raise InputError(f"{error} Or filter by a status: {statuses}.") from error
+
+
+def _parse_subscribe(words: list[str]) -> Subscribe:
+    if not 1 <= len(words) <= 2:
+        raise InputError("Use `subscribe <assistant|all> [failures|all]`, for example `subscribe support-bot`.")
+
+    word = words[1].lower() if len(words) == 2 else "failures"
+    if word not in LEVELS:
+        raise InputError(f"{_quoted(words[1])} is not an alert level. Use `failures` (failures, recoveries, stuck builds) or `all` (also every completed build).")
+    level: Level = "all" if word == "all" else "failures"
+    return Subscribe(_assistant_or_all(words[0]), level)
+
+
+def _parse_unsubscribe(words: list[str]) -> Unsubscribe:
+    if len(words) != 1:
+        raise InputError("Use `unsubscribe <assistant|all>`, for example `unsubscribe support-bot`.")
+    return Unsubscribe(_assistant_or_all(words[0]))
+
+
+def _parse_subscriptions(words: list[str]) -> ListSubscriptions:
+    if words:
+        raise InputError("`subscriptions` takes no arguments: it lists this channel's subscriptions.")
+    return ListSubscriptions()
+
+
+def _parse_mute(words: list[str]) -> MuteAssistant:
+    if len(words) != 2:
+        raise InputError("Use `mute <assistant> <duration>`, for example `mute support-bot 2h`.")
+
+    duration = parse_window(words[1])
+    if duration > MAX_MUTE:
+        raise InputError(f"A mute lasts at most {MAX_MUTE.days}d, so {_quoted(words[1])} is too long.")
+    return MuteAssistant(validate_assistant(words[0]), duration, words[1].lower())
+
+
+def _parse_unmute(words: list[str]) -> UnmuteAssistant:
+    if len(words) != 1:
+        raise InputError("Use `unmute <assistant>`, for example `unmute support-bot`.")
+    return UnmuteAssistant(validate_assistant(words[0]))
+
+
+def _assistant_or_all(word: str) -> str:
+    return ALL if word.lower() == ALL else validate_assistant(word)
+
+
+STATE_PARSERS = {
+    "subscribe": _parse_subscribe,
+    "unsubscribe": _parse_unsubscribe,
+    "subscriptions": _parse_subscriptions,
+    "mute": _parse_mute,
+    "unmute": _parse_unmute,
+}
 
 
 def _quoted(text: str) -> str:

@@ -8,7 +8,6 @@ and `str` never show the value.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import math
 import re
 from collections.abc import Mapping
@@ -18,8 +17,6 @@ from urllib.parse import urlsplit
 
 from bot.errors import ConfigError, InvalidIdentifierError
 from bot.identifiers import validate_assistant
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_AUTOPILOT_BASE_URL = "https://autopilot.twilio.com"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -41,6 +38,7 @@ DURATION = re.compile(r"(?P<amount>\d{1,6})(?P<unit>[smhd]?)")
 DURATION_UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+DECIMAL = re.compile(r"\d+(\.\d+)?")
 # Slack accepts replies through a response_url for 30 minutes, so no lookup may take longer.
 MAX_LOOKUP_TIMEOUT = 1800.0
 
@@ -176,9 +174,6 @@ def _twilio_credentials(env: Mapping[str, str]) -> tuple[str, Secret | None, str
     auth_token = _secret(env, "TWILIO_AUTH_TOKEN")
     if api_key is None and auth_token is None:
         raise ConfigError("TWILIO_AUTH_TOKEN", "missing. Set it, or set TWILIO_API_KEY and TWILIO_API_SECRET.")
-
-    if api_key is not None and auth_token is not None:
-        logger.warning("config.credentials_conflict", extra={"used": "TWILIO_API_KEY", "ignored": "TWILIO_AUTH_TOKEN"})
     return account_sid, auth_token, api_key, api_secret
 
 
@@ -281,7 +276,8 @@ def _assistants(env: Mapping[str, str]) -> tuple[str, ...]:
 def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
     value = env.get(name, f"{default:g}")
     try:
-        seconds = float(value)
+        # float() also reads "1_0" and "1e3"; only plain decimal numbers are meant.
+        seconds = float(value) if DECIMAL.fullmatch(value) else math.nan
     except ValueError:
         seconds = math.nan
 
@@ -336,6 +332,12 @@ def _public_url(env: Mapping[str, str]) -> str | None:
     if env.get("BUILDS_PUBLIC_URL") is None:
         return None
     return _base_url(env, "BUILDS_PUBLIC_URL", "https://builds-bot.example.com", carries_credentials=True)
+
+
+def log_level_from(environ: Mapping[str, str], default: str) -> str:
+    """Return the validated BUILDS_LOG_LEVEL, or `default`, for commands that need no other setting."""
+    value = environ.get("BUILDS_LOG_LEVEL", "").strip()
+    return _log_level({"BUILDS_LOG_LEVEL": value or default})
 
 
 def _log_level(env: Mapping[str, str]) -> str:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.alerts.replies import mute_note
+from bot.alerts.service import AlertCommands, Invocation
 from bot.autopilot import AutopilotClient, Listing
 from bot.cache import Entry, LookupCache
-from bot.commands import AssistantBuilds, BuildDetails, Command, FailedBuilds, Help, parse_command
+from bot.commands import AssistantBuilds, BuildDetails, Command, FailedBuilds, Help, StateCommand, parse_command
 from bot.config import Settings
 from bot.errors import (
     ApiConnectionError,
@@ -47,6 +49,7 @@ from bot.render import (
     render_input_error,
     render_internal_error,
     render_not_found,
+    with_note,
 )
 from bot.stats import failed_within
 
@@ -70,6 +73,7 @@ class _Request:
     """One reply in the making: whether it may do I/O, and the stale entries it used."""
 
     cached_only: bool
+    invocation: Invocation | None = None
     stale: list[Entry[Any]] = field(default_factory=list)
 
 
@@ -83,6 +87,7 @@ class BuildsCore:
         client: AutopilotClient,
         cache: LookupCache[Any] | None = None,
         clock: Clock = utc_now,
+        alerts: AlertCommands | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -90,10 +95,14 @@ class BuildsCore:
             cache = LookupCache(ttl=settings.cache_ttl, stale_max=settings.stale_max, stale_on=is_outage, now=clock)
         self._cache: LookupCache[Any] = cache
         self._clock = clock
+        self._alerts = alerts
 
-    async def reply(self, text: str, *, cached_only: bool = False) -> Reply:
-        """Return the reply to `text`; with `cached_only`, raise `CacheMiss` rather than do I/O."""
-        request = _Request(cached_only=cached_only)
+    async def reply(self, text: str, *, cached_only: bool = False, invocation: Invocation | None = None) -> Reply:
+        """Return the reply to `text`; with `cached_only`, raise `CacheMiss` rather than do I/O.
+
+        `invocation` names the Slack user and channel; without it, channel commands explain that they need Slack.
+        """
+        request = _Request(cached_only=cached_only, invocation=invocation)
         try:
             command = parse_command(text)
             reply = await self._run(command, request)
@@ -121,7 +130,18 @@ class BuildsCore:
             return await self._assistant_builds(command, request)
         if isinstance(command, BuildDetails):
             return await self._build_details(command, request)
-        return await self._failed(command, request)
+        if isinstance(command, FailedBuilds):
+            return await self._failed(command, request)
+        return await self._state_command(command, request)
+
+    async def _state_command(self, command: StateCommand, request: _Request) -> Reply:
+        if request.cached_only:
+            # Channel commands read and write the state store, which happens after the acknowledgement.
+            raise CacheMiss("channel commands are not answered from the cache")
+
+        if self._alerts is None or request.invocation is None:
+            return render_input_error(self._settings.command, "Subscriptions and mutes belong to a Slack channel: run this command in Slack.")
+        return await self._alerts.run(command, request.invocation)
 
     async def _assistant_builds(self, command: AssistantBuilds, request: _Request) -> Reply:
         try:
@@ -132,9 +152,19 @@ class BuildsCore:
             self._log_failure(error, assistant=command.assistant)
             return render_api_error(error, subject=f"the builds of {name(command.assistant)}")
 
-        return render_assistant_builds(
+        reply = render_assistant_builds(
             command.assistant, listing, status=command.status, now=self._clock(), command=self._settings.command
         )
+        return self._with_mute(reply, command.assistant, request)
+
+    def _with_mute(self, reply: Reply, assistant: str, request: _Request) -> Reply:
+        if self._alerts is None or request.invocation is None:
+            return reply
+
+        mute = self._alerts.cached_mute(request.invocation.channel_id, assistant)
+        if mute is None:
+            return reply
+        return with_note(reply, mute_note(mute, now=self._clock()))
 
     async def _build_details(self, command: BuildDetails, request: _Request) -> Reply:
         key = ("build", command.assistant, command.build)

@@ -95,7 +95,8 @@ class ReplyDelivery:
 
     async def send(self, reply: Reply, target: ReplyTarget) -> Channel:
         """Deliver `reply` to the user who asked and return the channel that worked, or `failed`."""
-        payload = {**reply.to_dict(), "response_type": "ephemeral"}
+        # A new ephemeral message: a button's response_url must not overwrite the alert it belongs to.
+        payload = {**reply.to_dict(), "response_type": "ephemeral", "replace_original": False}
         url = target.response_url
         if url and self.response_urls.usable(url):
             if await self._via_response_url(url, payload, target):

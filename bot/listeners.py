@@ -9,10 +9,12 @@ by a tracked background task through `ReplyDelivery`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.alerts.service import Invocation
 from bot.core import BuildsCore
 from bot.delivery import ReplyDelivery, ReplyTarget
 from bot.errors import CacheMiss
@@ -33,16 +35,18 @@ def register_command(
     async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         text = unescape(body.get("text") or "")
         target = ReplyTarget(body.get("response_url"), body.get("channel_id"), body.get("user_id"))
+        invocation = _invocation(target)
         ids = {**target.ids(), "team_id": body.get("team_id"), "trigger_id": body.get("trigger_id")}
         logger.info("command.received", extra={**ids, "command_text": text[:MAX_LOGGED_TEXT]})
         if target.response_url:
             delivery.response_urls.register(target.response_url)
 
         try:
-            reply = await core.reply(text, cached_only=True)
+            reply = await core.reply(text, cached_only=True, invocation=invocation)
         except CacheMiss:
             await ack()
-            tasks.spawn(_deliver(core, delivery, text, target, ids), name=f"reply:{ids.get('trigger_id')}")
+            work = deliver_reply(core.reply(text, invocation=invocation), delivery, target, ids)
+            tasks.spawn(work, name=f"reply:{ids.get('trigger_id')}")
             return
 
         await ack(**_ack_payload(reply))
@@ -51,13 +55,20 @@ def register_command(
     app.command(command)(on_command)
 
 
-async def _deliver(core: BuildsCore, delivery: ReplyDelivery, text: str, target: ReplyTarget, ids: dict[str, Any]) -> None:
-    reply = await core.reply(text)
+async def deliver_reply(answer: Awaitable[Reply], delivery: ReplyDelivery, target: ReplyTarget, ids: dict[str, Any]) -> None:
+    """Await the reply, then deliver it to the user who asked, logging the outcome."""
+    reply = await answer
     channel = await delivery.send(reply, target)
     if channel == "failed":
         logger.error("command.reply_lost", extra=ids)
         return
     logger.info("command.replied", extra={**ids, "via": channel})
+
+
+def _invocation(target: ReplyTarget) -> Invocation | None:
+    if not target.user_id or not target.channel_id:
+        return None
+    return Invocation(user_id=target.user_id, channel_id=target.channel_id)
 
 
 def _ack_payload(reply: Reply) -> dict[str, Any]:

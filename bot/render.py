@@ -211,13 +211,18 @@ def mark_stale(reply: Reply, *, as_of: datetime, reason: Exception | None, now: 
         f"⚠️ Twilio API unavailable ({detail}): showing data as of {slack_date(as_of, now=now)}, "
         f"{slack_date(as_of, now=now, relative=True)}. Newer builds may be missing."
     )
+    as_of_text = as_of.strftime("%Y-%m-%d %H:%M UTC")
+    return with_note(reply, note, fallback_prefix=f"⚠️ Twilio API unavailable, data as of {as_of_text}.")
+
+
+def with_note(reply: Reply, note: str, *, fallback_prefix: str = "") -> Reply:
+    """Return `reply` with a context line `note` (mrkdwn) under its header."""
     blocks = list(reply.blocks)
     position = 1 if blocks and isinstance(blocks[0], HeaderBlock) else 0
     blocks.insert(position, context(note))
 
-    as_of_text = as_of.strftime("%Y-%m-%d %H:%M UTC")
-    text = truncate(f"⚠️ Twilio API unavailable, data as of {as_of_text}. {reply.text}", MAX_FALLBACK_TEXT)
-    return Reply(text=text, blocks=blocks, ok=reply.ok)
+    text = f"{fallback_prefix} {reply.text}" if fallback_prefix else reply.text
+    return Reply(text=truncate(text, MAX_FALLBACK_TEXT), blocks=blocks, ok=reply.ok)
 
 
 def _outage_detail(error: Exception | None) -> str:

@@ -489,7 +489,8 @@ async def run_sandbox(
 
 
 def _print_settings(server: SandboxServer, stream: TextIO) -> None:
-    stream.write(f"AUTOPILOT_BASE_URL={server.base_url}\n")
-    stream.write(f"TWILIO_ACCOUNT_SID={server.credentials.account_sid}\n")
-    stream.write(f"TWILIO_AUTH_TOKEN={server.credentials.auth_token}\n")
+    # `export` lines, so pasting them into a shell reaches the commands run after.
+    stream.write(f"export AUTOPILOT_BASE_URL={server.base_url}\n")
+    stream.write(f"export TWILIO_ACCOUNT_SID={server.credentials.account_sid}\n")
+    stream.write(f"export TWILIO_AUTH_TOKEN={server.credentials.auth_token}\n")
     stream.flush()

@@ -9,8 +9,10 @@ new requests, then in-flight replies finish, then the clients close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 from aiohttp import ClientError, web
@@ -18,18 +20,23 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import BotIdentity, create_app, create_slack_client
 from bot.autopilot import AutopilotClient
 from bot.config import Settings, reveal_required
-from bot.core import BuildsCore
-from bot.delivery import ReplyDelivery, ResponseUrls
+from bot.alerts.callbacks import CALLBACK_PATH
+from bot.alerts.runtime import AlertRuntime
+from bot.core import BuildsCore, Clock, utc_now
+from bot.delivery import ReplyDelivery, ResponseUrls, slack_error_code
 from bot.errors import ConfigError
 from bot.retry import RetryPolicy, Sleep
 from bot.slack_retry import build_retry_handlers
 from bot.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
@@ -39,8 +46,8 @@ HTTP_SHUTDOWN_TIMEOUT = 10.0
 SOCKET_PING_INTERVAL = 10.0
 
 
-def create_web_app(bolt: AsyncApp) -> web.Application:
-    """Return the aiohttp application serving Slack requests and the health check."""
+def create_web_app(bolt: AsyncApp, *, twilio_callback: Handler | None = None) -> web.Application:
+    """Return the aiohttp application serving Slack requests, the health check and Twilio callbacks."""
 
     async def slack_events(request: web.Request) -> web.Response:
         bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
@@ -52,6 +59,8 @@ def create_web_app(bolt: AsyncApp) -> web.Application:
     web_app = web.Application()
     web_app.router.add_post(EVENTS_PATH, slack_events)
     web_app.router.add_get(HEALTH_PATH, health)
+    if twilio_callback is not None:
+        web_app.router.add_post(CALLBACK_PATH, twilio_callback)
     return web_app
 
 
@@ -67,6 +76,8 @@ class BotRuntime:
         port: int | None = None,
         retry_sleep: Sleep = asyncio.sleep,
         socket_ping_interval: float = SOCKET_PING_INTERVAL,
+        clock: Clock = utc_now,
+        run_alert_loops: bool = True,
     ) -> None:
         settings.require_slack(socket_mode=socket_mode)
         self._settings = settings
@@ -75,6 +86,9 @@ class BotRuntime:
         self._port = settings.port if port is None else port
         self._retry_sleep = retry_sleep
         self._socket_ping_interval = socket_ping_interval
+        self._clock = clock
+        self._run_alert_loops = run_alert_loops
+        self.alerts: AlertRuntime | None = None
         self._stack = AsyncExitStack()
         self.tasks = BackgroundTasks()
         self.bound_port: int | None = None
@@ -94,7 +108,11 @@ class BotRuntime:
         identity = BotIdentity(slack_client, token)
         await _warm_identity(identity)
 
-        core = BuildsCore(settings=self._settings, client=client)
+        alerts = AlertRuntime(
+            self._settings, client=client, slack_client=slack_client, token=token, clock=self._clock, sleep=self._retry_sleep
+        )
+        self.alerts = await self._stack.enter_async_context(alerts)
+        core = BuildsCore(settings=self._settings, client=client, clock=self._clock, alerts=alerts.commands)
         delivery = ReplyDelivery(client=slack_client, token=token, response_urls=ResponseUrls(), retry_handlers=retry_handlers)
         bolt = create_app(
             self._settings,
@@ -103,12 +121,15 @@ class BotRuntime:
             identity=identity,
             client=slack_client,
             delivery=delivery,
+            alerts=alerts.commands,
             socket_mode=self._socket_mode,
         )
         if self._socket_mode:
             await self._start_socket_mode(bolt)
         else:
-            await self._start_http(bolt)
+            await self._start_http(create_web_app(bolt, twilio_callback=alerts.callback_route()))
+        if self._run_alert_loops:
+            alerts.start_loops()
         logger.info("server.started", extra={"mode": self.mode, "host": self._host, "port": self.bound_port})
 
     async def stop(self) -> None:
@@ -117,8 +138,8 @@ class BotRuntime:
         await self._stack.aclose()
         logger.info("server.stopped", extra={"mode": self.mode})
 
-    async def _start_http(self, bolt: AsyncApp) -> None:
-        runner = web.AppRunner(create_web_app(bolt), shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT, access_log=None)
+    async def _start_http(self, web_app: web.Application) -> None:
+        runner = web.AppRunner(web_app, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT, access_log=None)
         await runner.setup()
         # Registered before the site starts, so exit order is: stop listening, drain tasks, close clients.
         self._stack.push_async_callback(self.tasks.drain, DRAIN_TIMEOUT)
@@ -130,6 +151,7 @@ class BotRuntime:
 
     async def _start_socket_mode(self, bolt: AsyncApp) -> None:
         app_token = reveal_required(self._settings.slack_app_token, "SLACK_APP_TOKEN")
+        await _check_app_token(bolt.client, app_token)
         # slack-sdk reconnects a dropped or stale connection on its own, checking every ping interval.
         handler = AsyncSocketModeHandler(bolt, app_token, ping_interval=self._socket_ping_interval)
         self._stack.push_async_callback(self.tasks.drain, DRAIN_TIMEOUT)
@@ -149,16 +171,40 @@ async def _warm_identity(identity: BotIdentity) -> None:
         logger.warning("slack.auth_test_failed", extra={"error": repr(error)})
 
 
+async def _check_app_token(client: AsyncWebClient, app_token: str) -> None:
+    try:
+        await client.apps_connections_open(app_token=app_token)
+    except SlackApiError as error:
+        raise ConfigError(
+            "SLACK_APP_TOKEN",
+            f"Slack rejected the app-level token ({slack_error_code(error)}). "
+            "Create one with the connections:write scope under Basic Information > App-Level Tokens.",
+        ) from error
+    except (ClientError, TimeoutError) as error:
+        # slack-sdk keeps trying to connect; a stop signal still ends the wait.
+        logger.warning("slack.connections_open_failed", extra={"error": repr(error)})
+
+
 async def serve(settings: Settings, *, socket_mode: bool, host: str, port: int | None) -> None:
-    """Run the bot until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run the bot until SIGTERM or SIGINT, then shut down gracefully, even while it is still starting."""
     runtime = BotRuntime(settings, socket_mode=socket_mode, host=host, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    await runtime.start()
+    starting = asyncio.create_task(runtime.start())
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await stop.wait()
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            logger.info("server.start_interrupted", extra={"mode": runtime.mode})
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return
+        starting.result()
+        await stopping
     finally:
+        stopping.cancel()
         await runtime.stop()

@@ -31,5 +31,7 @@ def bot_environment(*, autopilot_url: str, account_sid: str, auth_token: str, sl
         "SLACK_API_URL": slack_api_url,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        # Each bot gets a private store unless a test names a file to share across restarts.
+        "BUILDS_STATE_URL": "sqlite:///:memory:",
         **extra,
     }

@@ -133,6 +133,16 @@ class SlackStandIn:
 
         return await asyncio.wait_for(arrived(), timeout)
 
+    async def wait_for_next_call(self, timeout: float = 30.0) -> None:
+        """Wait until one more request of any kind reaches the stand-in."""
+
+        async def arrived() -> None:
+            async with self._changed:
+                count = len(self.calls)
+                await self._changed.wait_for(lambda: len(self.calls) > count)
+
+        await asyncio.wait_for(arrived(), timeout)
+
     async def _record(self, request: web.Request) -> SlackCall:
         call = SlackCall(request.path, dict(request.headers), await _read_body(request))
         async with self._changed:

@@ -16,7 +16,7 @@ import pytest
 
 from bot.sandbox import SandboxServer
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, bot_environment
-from tests.slack_server import SlackStandIn, signed_command
+from tests.slack_server import Fault, SlackStandIn, signed_command
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("builds-bot")
 PROCESS_TIMEOUT = 60
@@ -188,3 +188,84 @@ async def _wait_for_port(process: asyncio.subprocess.Process) -> tuple[int, str]
         match = re.search(r"server\.started .*port=(\d+)", line)
         if match:
             return int(match.group(1)), "".join(lines)
+
+
+async def test_socket_mode_rejected_app_token_names_variable(sandbox: SandboxServer) -> None:
+    async with SlackStandIn() as slack:
+        slack.fail("apps.connections.open", Fault(200, '{"ok": false, "error": "invalid_auth"}'))
+        env = clean_environment(
+            **bot_environment(
+                autopilot_url=sandbox.base_url,
+                account_sid=sandbox.credentials.account_sid,
+                auth_token=sandbox.credentials.auth_token,
+                slack_api_url=slack.api_url,
+                SLACK_APP_TOKEN="xapp-1-A0BUILDS01-revoked",
+            )
+        )
+
+        code, _, stderr = await run("serve", env=env)
+
+    assert code == 2
+    assert "builds-bot: configuration error: SLACK_APP_TOKEN: Slack rejected the app-level token (invalid_auth)" in stderr
+    assert "Traceback" not in stderr
+
+
+async def test_socket_mode_stops_on_sigterm_while_connecting(sandbox: SandboxServer) -> None:
+    """SIGTERM ends the bot even while Slack keeps refusing the Socket Mode connection."""
+    async with SlackStandIn() as slack:
+        env = clean_environment(
+            **bot_environment(
+                autopilot_url=sandbox.base_url,
+                account_sid=sandbox.credentials.account_sid,
+                auth_token=sandbox.credentials.auth_token,
+                slack_api_url=slack.api_url,
+                SLACK_APP_TOKEN="xapp-1-A0BUILDS01-test",
+            )
+        )
+        # The first call checks the token; later ones, from slack-sdk's connect loop, keep failing.
+        slack.fail("apps.connections.open", Fault(200, '{"ok": true, "url": "ws://127.0.0.1:9/closed"}'))
+        slack.fail("apps.connections.open", *[Fault(200, '{"ok": false, "error": "internal_error"}')] * 20)
+        process = await asyncio.create_subprocess_exec(
+            *command_line("serve"), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            await slack.wait_for_call("apps.connections.open", timeout=PROCESS_TIMEOUT)
+            await _wait_for_calls(slack, "apps.connections.open", 2)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(process.communicate(), PROCESS_TIMEOUT)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    assert process.returncode == 0
+    assert "server.start_interrupted" in stderr.decode()
+
+
+async def _wait_for_calls(slack: SlackStandIn, method: str, count: int) -> None:
+    while len(slack.api_calls(method)) < count:
+        await slack.wait_for_next_call()
+
+
+async def test_demo_bad_log_level_names_variable() -> None:
+    code, _, stderr = await run("demo", env=clean_environment(BUILDS_LOG_LEVEL="verbose"))
+
+    assert code == 2
+    assert stderr.strip().splitlines() == [
+        "builds-bot: configuration error: BUILDS_LOG_LEVEL: invalid value 'VERBOSE': use one of DEBUG, INFO, WARNING, ERROR."
+    ]
+
+
+async def test_query_logs_credentials_conflict(sandbox: SandboxServer) -> None:
+    env = clean_environment(
+        AUTOPILOT_BASE_URL=sandbox.base_url,
+        TWILIO_ACCOUNT_SID=sandbox.credentials.account_sid,
+        TWILIO_AUTH_TOKEN=sandbox.credentials.auth_token,
+        TWILIO_API_KEY="SK" + "2" * 32,
+        TWILIO_API_SECRET="api-secret-value",
+    )
+
+    _, _, stderr = await run("query", "help", env=env)
+
+    assert "WARNING bot.cli config.credentials_conflict: TWILIO_API_KEY is used and TWILIO_AUTH_TOKEN ignored" in stderr
+    assert "api-secret-value" not in stderr

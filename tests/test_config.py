@@ -186,15 +186,12 @@ def test_twilio_credentials_api_key_only() -> None:
     assert settings.twilio_credentials() == (API_KEY, API_SECRET)
 
 
-def test_twilio_credentials_key_wins_over_token(caplog: pytest.LogCaptureFixture) -> None:
-    """With both an auth token and an API key set, the key is used and the conflict is logged."""
-    with caplog.at_level(logging.WARNING, logger="bot.config"):
-        settings = _load(TWILIO_API_KEY=API_KEY, TWILIO_API_SECRET=API_SECRET)
+def test_twilio_credentials_key_wins_over_token() -> None:
+    """With both an auth token and an API key set, the key is used; the CLI logs the conflict."""
+    settings = _load(TWILIO_API_KEY=API_KEY, TWILIO_API_SECRET=API_SECRET)
 
     assert settings.twilio_credentials() == (API_KEY, API_SECRET)
-    assert [record.getMessage() for record in caplog.records] == ["config.credentials_conflict"]
-    assert AUTH_TOKEN not in caplog.text
-    assert API_SECRET not in caplog.text
+    assert settings.auth_token is not None
 
 
 def test_twilio_credentials_none_set() -> None:
@@ -405,12 +402,12 @@ def test_load_settings_assistants_bad_entry_named() -> None:
 # --- cache and logging ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "expected"), [("0", 0.0), ("45", 45.0), ("2.5", 2.5), ("1e3", 1000.0), ("86400", 86_400.0)])
+@pytest.mark.parametrize(("value", "expected"), [("0", 0.0), ("45", 45.0), ("2.5", 2.5), ("86400", 86_400.0)])
 def test_load_settings_cache_ttl_accepted(value: str, expected: float) -> None:
     assert _load(BUILDS_CACHE_TTL=value).cache_ttl == expected
 
 
-@pytest.mark.parametrize("value", ["nan", "NaN", "-1", "-0.5", "inf", "-inf", "86401", "thirty", "30s"])
+@pytest.mark.parametrize("value", ["nan", "NaN", "-1", "-0.5", "inf", "-inf", "86401", "thirty", "30s", "1e3", "1_0"])
 def test_load_settings_cache_ttl_rejected(value: str) -> None:
     with pytest.raises(ConfigError, match=rf"^BUILDS_CACHE_TTL: invalid value {re.escape(repr(value))}: use a number of seconds from 0 to 86400"):
         _load(BUILDS_CACHE_TTL=value)

@@ -666,7 +666,9 @@ async def test_run_sandbox_prints_settings(caplog: pytest.LogCaptureFixture) -> 
     task = asyncio.create_task(run_sandbox(out=output))
     await asyncio.wait_for(output.complete.wait(), timeout=10)
 
-    settings = dict(line.split("=", 1) for line in output.getvalue().splitlines())
+    lines = output.getvalue().splitlines()
+    assert all(line.startswith("export ") for line in lines)
+    settings = dict(line.removeprefix("export ").split("=", 1) for line in lines)
     auth = (settings["TWILIO_ACCOUNT_SID"], settings["TWILIO_AUTH_TOKEN"])
     async with _loopback_client(settings["AUTOPILOT_BASE_URL"], auth=auth) as client:
         response = await client.get(ASSISTANTS_PATH)

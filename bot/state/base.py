@@ -126,7 +126,7 @@ class StateStore(Protocol):
         """Return the subscriptions of one channel, or of every channel, oldest first."""
 
     async def record_delivery(self, channel_id: str, assistant: str, *, at: datetime, error: str | None) -> None:
-        """Record on the subscription the last alert delivered (error None) or the last delivery error."""
+        """Record on the subscription the last alert delivered (error None, which clears the last error) or the last delivery error."""
 
     # Poller state
 
@@ -171,6 +171,9 @@ class StateStore(Protocol):
     async def active_mute(self, channel_id: str, assistant: str, *, now: datetime) -> Mute | None:
         """Return the mute of an assistant in a channel if it lasts beyond `now`, else None."""
 
+    def cached_mute(self, channel_id: str, assistant: str, *, now: datetime) -> Mute | None:
+        """Return the same as `active_mute`, from memory and without I/O, for answers inside an acknowledgement."""
+
     # Outbox
 
     async def due_alerts(self, *, now: datetime, limit: int = 100) -> list[OutboxItem]:
@@ -180,7 +183,10 @@ class StateStore(Protocol):
         """Return every unsent alert, of one channel or of all, oldest first."""
 
     async def mark_sent(self, item_id: int, *, at: datetime, thread: Thread | None = None) -> None:
-        """In one transaction: mark an alert sent and save the thread it created or changed."""
+        """In one transaction: mark an alert sent and save the thread it created or changed.
+
+        Raises `LookupError` for an unknown id, and then saves no thread.
+        """
 
     async def mark_failed(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None:
-        """Count a failed attempt, keep the error, and set when to try again."""
+        """Count a failed attempt, keep the error, and set when to try again; `LookupError` for an unknown id."""

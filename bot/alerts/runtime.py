@@ -1,0 +1,81 @@
+"""Wiring of the alert machinery: state store, channel commands, poller, sender and callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from types import TracebackType
+
+from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.alerts.callbacks import callback_handler
+from bot.alerts.poller import Poller
+from bot.alerts.sender import AlertSender
+from bot.alerts.service import AlertCommands
+from bot.autopilot import AutopilotClient
+from bot.config import Settings
+from bot.retry import Sleep
+from bot.state.sqlite import store_from_url
+
+logger = logging.getLogger(__name__)
+
+LOOP_STOP_TIMEOUT = 10.0
+
+
+class AlertRuntime:
+    """Open the store, serve the channel commands, and run the poller and the sender until closed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: AutopilotClient,
+        slack_client: AsyncWebClient,
+        token: str,
+        clock: Callable[[], datetime],
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self.store = store_from_url(settings.state_url)
+        self.sender = AlertSender(store=self.store, client=slack_client, token=token, clock=clock, sleep=sleep)
+        self.poller = Poller(settings=settings, client=client, store=self.store, clock=clock, on_enqueued=self.sender.wake)
+        self.commands = AlertCommands(settings=settings, store=self.store, clock=clock, on_subscribed=self.poller.trigger)
+        self._stop = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> AlertRuntime:
+        await self.store.open()
+        if self._settings.alert_channel:
+            await self.commands.subscribe_at_start(self._settings.alert_channel, self._settings.assistants)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._loops:
+            done, pending = await asyncio.wait(self._loops, timeout=LOOP_STOP_TIMEOUT)
+            for task in pending:
+                logger.warning("alerts.loop_cancelled", extra={"task": task.get_name()})
+                task.cancel()
+        await self.store.close()
+
+    def start_loops(self) -> None:
+        """Start polling and sending in the background; closing the runtime stops both."""
+        self._loops = [
+            asyncio.create_task(self.poller.run(self._stop), name="alerts.poller"),
+            asyncio.create_task(self.sender.run(self._stop), name="alerts.sender"),
+        ]
+
+    def callback_route(self) -> Callable[[web.Request], Awaitable[web.Response]] | None:
+        """Return the Twilio status callback handler, or None when BUILDS_PUBLIC_URL is not set."""
+        if self._settings.public_url is None:
+            return None
+        if self._settings.auth_token is None:
+            logger.warning("callback.unverifiable", extra={"reason": "X-Twilio-Signature needs TWILIO_AUTH_TOKEN; every callback gets 403"})
+
+        token = self._settings.auth_token.reveal() if self._settings.auth_token else None
+        return callback_handler(public_url=self._settings.public_url, auth_token=token, trigger_poll=self.poller.trigger)
