@@ -62,6 +62,7 @@ class SlackStandIn:
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    posted_ts: list[str] = field(default_factory=list)
 
     async def __aenter__(self) -> SlackStandIn:
         app = web.Application()
@@ -156,7 +157,7 @@ class SlackStandIn:
 
     async def _web_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        await self._record(request)
+        call = await self._record(request)
         fault = self._next_fault(method)
         if fault is not None:
             return fault.response()
@@ -167,6 +168,12 @@ class SlackStandIn:
             )
         if method == "apps.connections.open":
             return web.json_response({"ok": True, "url": f"ws://{self.host}:{self._port()}/socket"})
+        if method == "chat.postMessage":
+            ts = f"1796385600.{next(self._ids):06d}"
+            self.posted_ts.append(ts)
+            return web.json_response({"ok": True, "channel": _field(call.body, "channel"), "ts": ts})
+        if method == "chat.update":
+            return web.json_response({"ok": True, "channel": _field(call.body, "channel"), "ts": _field(call.body, "ts")})
         return web.json_response({"ok": True})
 
     async def _response_url(self, request: web.Request) -> web.Response:
@@ -206,6 +213,10 @@ async def _read_body(request: web.Request) -> Any:
         return text
 
 
+def _field(body: Any, name: str) -> Any:
+    return body.get(name) if isinstance(body, dict) else None
+
+
 def command_form(text: str, *, response_url: str, command: str = "/builds", user_id: str = "U0ENGINEER") -> dict[str, str]:
     """Return the form fields Slack sends for a slash command."""
     return {
@@ -223,6 +234,27 @@ def command_form(text: str, *, response_url: str, command: str = "/builds", user
         "response_url": response_url,
         "trigger_id": f"trigger-{time.monotonic_ns()}",
     }
+
+
+def signed_action(
+    action_id: str, value: str, *, secret: str, response_url: str, user_id: str = "U0ENGINEER", channel_id: str = "C0INCIDENT"
+) -> tuple[str, dict[str, str]]:
+    """Return the body and headers of a button click (block_actions) signed like Slack's."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "test"},
+        "user": {"id": user_id, "username": "oncall", "team_id": TEAM_ID},
+        "api_app_id": "A0BUILDS01",
+        "container": {"type": "message", "message_ts": "1796385600.000001", "channel_id": channel_id, "is_ephemeral": False},
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "channel": {"id": channel_id, "name": "incident"},
+        "response_url": response_url,
+        "actions": [
+            {"action_id": action_id, "block_id": "alert-buttons", "value": value, "type": "button", "action_ts": str(time.time())}
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    return body, sign(body, secret=secret, timestamp=int(time.time()))
 
 
 def sign(body: str, *, secret: str, timestamp: int) -> dict[str, str]:

@@ -48,9 +48,11 @@ class Poller:
         self._on_enqueued = on_enqueued
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_POLLS)
+        self.triggers = 0
 
     def trigger(self) -> None:
-        """Start the next poll now instead of at the end of the interval."""
+        """Start the next poll now instead of at the end of the interval; `triggers` counts the calls."""
+        self.triggers += 1
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:

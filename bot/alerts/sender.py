@@ -149,12 +149,20 @@ class AlertSender:
 
     async def _recovery(self, channel: str, assistant: str, build: ModelBuild, thread: Thread | None, *, now: datetime) -> Thread | None:
         if thread is None or thread.state != "red":
-            logger.info("sender.recovery_without_thread", extra={"channel_id": channel, "assistant": assistant})
+            # No streak was announced here, so only a channel that follows every build hears of it.
+            if await self._follows_every_build(channel, assistant):
+                await self._post(channel, messages.completed_message(assistant, build, now=now))
+            else:
+                logger.info("sender.recovery_without_thread", extra={"channel_id": channel, "assistant": assistant})
             return None
 
         await self._post(channel, messages.recovery_reply(assistant, build, failures=thread.failures, now=now), thread_ts=thread.parent_ts)
         await self._update(channel, thread.parent_ts, messages.recovered_parent(assistant, build, failures=thread.failures, now=now))
         return dataclasses.replace(thread, state="green")
+
+    async def _follows_every_build(self, channel: str, assistant: str) -> bool:
+        subscriptions = await self._store.subscriptions(channel)
+        return any(item.level == "all" and item.assistant in (assistant, ALL_ASSISTANTS) for item in subscriptions)
 
     async def _post(self, channel: str, reply: Reply, *, thread_ts: str | None = None) -> str:
         await self._wait_for_turn(channel)

@@ -1,0 +1,534 @@
+"""Channel alerts end to end: the running app, the sandbox API changing builds between polls, and a Slack stand-in.
+
+Polls and sends are started by the test (`poll()`, `send()`) instead of by the
+background loops, and the clock is a field the test moves, so every step is
+deterministic without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.alerts.messages import MUTE_ACTION, RECENT_BUILDS_ACTION
+from bot.config import load_settings
+from bot.sandbox import SandboxServer
+from bot.sandbox_data import SandboxDataset, format_timestamp
+from bot.server import BotRuntime
+from tests.conftest import SIGNING_SECRET, bot_environment
+from tests.harness import RecordingSleep, assert_valid_message, message_text
+from tests.slack_server import Fault, SlackCall, SlackStandIn, sign, signed_action, signed_command
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+CHANNEL = "C0INCIDENT"
+ENGINEER = "U0ENGINEER"
+
+
+@dataclass
+class Clock:
+    """The bot's wall clock, moved by the test."""
+
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class AlertBot:
+    """A running bot with its alert machinery under the test's control."""
+
+    runtime: BotRuntime
+    http: httpx.AsyncClient
+    slack: SlackStandIn
+    sandbox: SandboxServer
+    clock: Clock
+    sleep: RecordingSleep = field(default_factory=RecordingSleep)
+
+    async def command(self, text: str, *, user_id: str = ENGINEER) -> dict[str, Any]:
+        """Run `/builds <text>` as Slack would and return the reply, from the ack or the response_url."""
+        body, headers = signed_command(text, secret=SIGNING_SECRET, response_url=self.slack.response_url())
+        body = body.replace(f"user_id={ENGINEER}", f"user_id={user_id}")
+        headers = _resigned(body, headers)
+        response = await self.http.post("/slack/events", content=body, headers=headers)
+        assert response.status_code == 200
+        if response.text:
+            return response.json()
+        return (await self.slack.next_response()).body
+
+    async def click(self, action_id: str, value: str) -> httpx.Response:
+        """Click an alert button as Slack sends it."""
+        body, headers = signed_action(action_id, value, secret=SIGNING_SECRET, response_url=self.slack.response_url())
+        return await self.http.post("/slack/events", content=body, headers=headers)
+
+    async def poll(self) -> int:
+        assert self.runtime.alerts is not None
+        return await self.runtime.alerts.poller.poll_all()
+
+    async def send(self) -> int:
+        assert self.runtime.alerts is not None
+        return await self.runtime.alerts.sender.send_due()
+
+    def posts(self) -> list[SlackCall]:
+        return self.slack.api_calls("chat.postMessage")
+
+    def updates(self) -> list[SlackCall]:
+        return self.slack.api_calls("chat.update")
+
+    def add_build(self, status: str, *, minutes_ago: float = 1, name: str | None = None, assistant: str = "support-bot") -> dict[str, Any]:
+        created = format_timestamp(self.clock.now - timedelta(minutes=minutes_ago))
+        fields: dict[str, Any] = {"status": status, "date_created": created, "date_updated": created, "unique_name": name}
+        fields["build_duration"] = None if status in ("enqueued", "building") else 95
+        fields["error_code"] = 23001 if status == "failed" else None
+        return self.sandbox.dataset.add_build(assistant, **fields)
+
+
+def _resigned(body: str, headers: dict[str, str]) -> dict[str, str]:
+    return sign(body, secret=SIGNING_SECRET, timestamp=int(headers["X-Slack-Request-Timestamp"]))
+
+
+def dataset(*assistants: str) -> SandboxDataset:
+    data = SandboxDataset(now=NOW)
+    for assistant in assistants or ("support-bot",):
+        record = data.add_assistant(unique_name=assistant, friendly_name=assistant)
+        created = format_timestamp(NOW - timedelta(days=2))
+        data.add_build(record["sid"], unique_name=f"{assistant}-old-failure", status="failed", error_code=23002, date_created=created, date_updated=created)
+        created = format_timestamp(NOW - timedelta(days=1))
+        data.add_build(record["sid"], unique_name=f"{assistant}-baseline", status="completed", build_duration=80, date_created=created, date_updated=created)
+    return data
+
+
+@asynccontextmanager
+async def alert_bot(
+    sandbox: SandboxServer, slack: SlackStandIn, *, clock: Clock, state_url: str = "sqlite:///:memory:", **extra: str
+) -> AsyncIterator[AlertBot]:
+    environment = bot_environment(
+        autopilot_url=sandbox.base_url,
+        account_sid=sandbox.credentials.account_sid,
+        auth_token=sandbox.credentials.auth_token,
+        slack_api_url=slack.api_url,
+        BUILDS_STATE_URL=state_url,
+        BUILDS_CACHE_TTL="0",
+        **extra,
+    )
+    sleep = RecordingSleep()
+    runtime = BotRuntime(
+        load_settings(environment), socket_mode=False, host="127.0.0.1", port=0, retry_sleep=sleep, clock=clock, run_alert_loops=False
+    )
+    await runtime.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.bound_port}", timeout=15) as http:
+            yield AlertBot(runtime, http, slack, sandbox, clock, sleep)
+    finally:
+        await runtime.stop()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    async with SlackStandIn() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(dataset=dataset()) as server:
+        yield server
+
+
+@pytest.fixture
+async def bot(sandbox: SandboxServer, slack: SlackStandIn) -> AsyncIterator[AlertBot]:
+    async with alert_bot(sandbox, slack, clock=Clock()) as running:
+        reply = await running.command("subscribe support-bot")
+        assert "now gets alerts for support-bot" in message_text(reply)
+        await running.poll()
+        yield running
+
+
+def blocks_text(call: SlackCall) -> str:
+    return message_text(call.body)
+
+
+async def test_baseline_sends_nothing(bot: AlertBot) -> None:
+    assert await bot.send() == 0
+    assert bot.posts() == []
+
+
+async def test_failure_alerted_once(bot: AlertBot) -> None:
+    bot.add_build("failed", name="v42-nightly")
+
+    await bot.poll()
+    sent = await bot.send()
+    await bot.poll()
+    sent_again = await bot.send()
+
+    posts = bot.posts()
+    assert sent == 1
+    assert sent_again == 0
+    assert len(posts) == 1
+    assert posts[0].body["channel"] == CHANNEL
+    assert "build *v42-nightly* failed" in blocks_text(posts[0])
+    assert "https://www.twilio.com/docs/errors/23001" in blocks_text(posts[0])
+    assert RECENT_BUILDS_ACTION in blocks_text(posts[0])
+    assert MUTE_ACTION in blocks_text(posts[0])
+    assert posts[0].body.get("thread_ts") is None
+    assert_valid_message(posts[0].body)
+
+
+async def test_second_failure_threads_and_updates_parent(bot: AlertBot) -> None:
+    bot.add_build("failed", name="v42", minutes_ago=10)
+    await bot.poll()
+    await bot.send()
+    bot.add_build("failed", name="v43", minutes_ago=2)
+
+    await bot.poll()
+    await bot.send()
+
+    posts = bot.posts()
+    updates = bot.updates()
+    parent_ts = bot.slack.posted_ts[0]
+    assert len(posts) == 2
+    assert posts[1].body["thread_ts"] == parent_ts
+    assert "Failure 2 in a row: build *v43*" in blocks_text(posts[1])
+    assert len(updates) == 1
+    assert updates[0].body["ts"] == parent_ts
+    assert "2 failures in a row" in blocks_text(updates[0])
+    assert "build *v42* failed" in blocks_text(updates[0])
+
+
+async def test_recovery_replies_and_turns_parent_green(bot: AlertBot) -> None:
+    bot.add_build("failed", name="v42", minutes_ago=10)
+    await bot.poll()
+    await bot.send()
+    bot.add_build("completed", name="v43", minutes_ago=2)
+
+    await bot.poll()
+    await bot.send()
+
+    posts = bot.posts()
+    updates = bot.updates()
+    assert len(posts) == 2
+    assert "Recovered: build *v43* completed" in blocks_text(posts[1])
+    assert posts[1].body["thread_ts"] == bot.slack.posted_ts[0]
+    assert updates[0].body["ts"] == bot.slack.posted_ts[0]
+    assert "✅ *support-bot* recovered: build *v43* completed after 1 failure" in blocks_text(updates[0])
+
+
+async def test_new_streak_after_recovery_opens_new_thread(bot: AlertBot) -> None:
+    for status, minutes in (("failed", 30), ("completed", 20), ("failed", 5)):
+        bot.add_build(status, minutes_ago=minutes)
+        await bot.poll()
+        await bot.send()
+
+    posts = bot.posts()
+    assert len(posts) == 3
+    assert posts[2].body.get("thread_ts") is None
+    assert "1 failure so far" in blocks_text(posts[2])
+
+
+async def test_stuck_build_alerted_once(bot: AlertBot) -> None:
+    bot.add_build("building", name="slow-build", minutes_ago=31)
+
+    await bot.poll()
+    await bot.send()
+    await bot.poll()
+    await bot.send()
+
+    posts = bot.posts()
+    assert len(posts) == 1
+    assert "build *slow-build* has been building for 31m" in blocks_text(posts[0])
+
+
+async def test_building_under_limit_not_stuck(bot: AlertBot) -> None:
+    bot.add_build("building", minutes_ago=10)
+
+    await bot.poll()
+
+    assert await bot.send() == 0
+
+
+async def test_canceled_ignored(bot: AlertBot) -> None:
+    bot.add_build("canceled", name="stopped")
+
+    await bot.poll()
+
+    assert await bot.send() == 0
+    assert bot.posts() == []
+
+
+async def test_completed_posted_only_for_level_all(sandbox: SandboxServer, slack: SlackStandIn) -> None:
+    async with alert_bot(sandbox, slack, clock=Clock()) as bot:
+        await bot.command("subscribe support-bot all")
+        await bot.poll()
+        bot.add_build("completed", name="v50")
+
+        await bot.poll()
+        await bot.send()
+
+    assert len(bot.posts()) == 1
+    assert "build *v50* completed" in blocks_text(bot.posts()[0])
+
+
+async def test_restart_sends_no_duplicate(sandbox: SandboxServer, slack: SlackStandIn, tmp_path: Path) -> None:
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    async with alert_bot(sandbox, slack, clock=Clock(), state_url=state_url) as bot:
+        await bot.command("subscribe support-bot")
+        await bot.poll()
+        bot.add_build("failed", name="v42")
+        await bot.poll()
+        await bot.send()
+
+    async with alert_bot(sandbox, slack, clock=Clock(), state_url=state_url) as restarted:
+        await restarted.poll()
+        sent = await restarted.send()
+
+    assert sent == 0
+    assert len(slack.api_calls("chat.postMessage")) == 1
+
+
+async def test_unsent_alert_delivered_after_restart(sandbox: SandboxServer, slack: SlackStandIn, tmp_path: Path) -> None:
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    async with alert_bot(sandbox, slack, clock=Clock(), state_url=state_url) as bot:
+        await bot.command("subscribe support-bot")
+        await bot.poll()
+        bot.add_build("failed", name="v42")
+        await bot.poll()
+
+    async with alert_bot(sandbox, slack, clock=Clock(), state_url=state_url) as restarted:
+        sent = await restarted.send()
+
+    assert sent == 1
+    assert len(slack.api_calls("chat.postMessage")) == 1
+
+
+async def test_failure_while_down_alerted_on_start(sandbox: SandboxServer, slack: SlackStandIn, tmp_path: Path) -> None:
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    clock = Clock()
+    async with alert_bot(sandbox, slack, clock=clock, state_url=state_url) as bot:
+        await bot.command("subscribe support-bot")
+        await bot.poll()
+
+    clock.now += timedelta(hours=2)
+    sandbox.dataset.add_build("support-bot", unique_name="while-down", status="failed", error_code=23001,
+                              date_created=format_timestamp(clock.now - timedelta(hours=1)), date_updated=format_timestamp(clock.now - timedelta(hours=1)))
+    sandbox.dataset.add_build("support-bot", unique_name="too-old", status="failed", error_code=23001,
+                              date_created=format_timestamp(clock.now - timedelta(hours=7)), date_updated=format_timestamp(clock.now - timedelta(hours=7)))
+
+    async with alert_bot(sandbox, slack, clock=clock, state_url=state_url) as restarted:
+        await restarted.poll()
+        await restarted.send()
+
+    posts = slack.api_calls("chat.postMessage")
+    assert len(posts) == 1
+    assert "while-down" in blocks_text(posts[0])
+
+
+async def test_rate_limited_twice_delivered_once(bot: AlertBot) -> None:
+    limited = Fault(429, '{"ok": false, "error": "ratelimited"}', headers={"Retry-After": "2"})
+    bot.slack.fail("chat.postMessage", limited, limited)
+    bot.add_build("failed", name="v42")
+
+    await bot.poll()
+    sent = await bot.send()
+
+    assert sent == 1
+    assert len(bot.posts()) == 3
+    assert bot.sleep.waits.count(2.0) == 2
+    assert bot.runtime.alerts is not None
+    assert await bot.runtime.alerts.store.pending_alerts() == []
+
+
+async def test_failed_delivery_kept_shown_and_retried(bot: AlertBot) -> None:
+    bot.slack.fail("chat.postMessage", Fault(200, '{"ok": false, "error": "not_in_channel"}'))
+    bot.add_build("failed", name="v42")
+    await bot.poll()
+
+    first = await bot.send()
+    listing = await bot.command("subscriptions")
+    bot.clock.now += timedelta(minutes=1)
+    second = await bot.send()
+    after = await bot.command("subscriptions")
+
+    assert first == 0
+    assert "Last delivery error: `not_in_channel`" in message_text(listing)
+    assert "1 alerts are waiting to be delivered" in message_text(listing)
+    assert second == 1
+    assert "waiting to be delivered" not in message_text(after)
+    assert "Last delivery error" not in message_text(after)
+
+
+async def test_burst_paced_per_channel_in_order(slack: SlackStandIn) -> None:
+    names = [f"assistant-{index}" for index in range(5)]
+    async with SandboxServer(dataset=dataset(*names)) as sandbox, alert_bot(sandbox, slack, clock=Clock(), BUILDS_ASSISTANTS=",".join(names)) as bot:
+        await bot.command("subscribe all")
+        await bot.poll()
+        for index, assistant in enumerate(names):
+            bot.add_build("failed", name=f"{assistant}-broken", minutes_ago=10 - index, assistant=assistant)
+
+        await bot.poll()
+        assert bot.runtime.alerts is not None
+        queued = [item.alert.assistant for item in await bot.runtime.alerts.store.pending_alerts()]
+        sent = await bot.send()
+
+    posts = [blocks_text(call) for call in slack.api_calls("chat.postMessage")]
+    assert sent == 5
+    assert len(posts) == 5
+    assert sorted(queued) == sorted(names)
+    for assistant, post in zip(queued, posts, strict=True):
+        assert f"{assistant}-broken" in post
+    # Slack takes about one message per second per channel: each post after the first waits its turn.
+    assert len(bot.sleep.waits) == 4
+    assert all(0.9 <= wait <= 1.0 for wait in bot.sleep.waits)
+
+
+async def test_mute_suppresses_until_expiry(bot: AlertBot) -> None:
+    reply = await bot.command("mute support-bot 1h")
+    bot.add_build("failed", name="while-muted", minutes_ago=5)
+    await bot.poll()
+    muted_sent = await bot.send()
+    lookup = await bot.command("support-bot")
+
+    bot.clock.now += timedelta(minutes=61)
+    bot.add_build("failed", name="after-mute", minutes_ago=1)
+    await bot.poll()
+    await bot.send()
+
+    assert "muted in this channel until" in message_text(reply)
+    assert muted_sent == 1
+    assert f"Alerts muted in this channel by <@{ENGINEER}> until" in message_text(lookup)
+    assert len(bot.posts()) == 1
+    assert "after-mute" in blocks_text(bot.posts()[0])
+
+
+async def test_unmute_ends_mute_early(bot: AlertBot) -> None:
+    await bot.command("mute support-bot 2h")
+    reply = await bot.command("unmute support-bot")
+    bot.add_build("failed", name="v42")
+    await bot.poll()
+    await bot.send()
+
+    assert "are on again" in message_text(reply)
+    assert len(bot.posts()) == 1
+
+
+async def test_admin_only_changes(sandbox: SandboxServer, slack: SlackStandIn) -> None:
+    async with alert_bot(sandbox, slack, clock=Clock(), BUILDS_ADMINS="U0BOSS1,U0BOSS2") as bot:
+        refused = await bot.command("subscribe support-bot")
+        muted = await bot.command("mute support-bot 1h")
+        lookup = await bot.command("support-bot")
+        allowed = await bot.command("subscribe support-bot", user_id="U0BOSS1")
+        listing = await bot.command("subscriptions")
+
+    assert "Only <@U0BOSS1>, <@U0BOSS2> can change subscriptions and mutes" in message_text(refused)
+    assert "Only <@U0BOSS1>" in message_text(muted)
+    assert "Builds of support-bot" in message_text(lookup)
+    assert "now gets alerts" in message_text(allowed)
+    assert "added by <@U0BOSS1>" in message_text(listing)
+
+
+async def test_unsubscribe_stops_alerts(bot: AlertBot) -> None:
+    reply = await bot.command("unsubscribe support-bot")
+    bot.add_build("failed", name="v42")
+    await bot.poll()
+
+    assert "no longer gets alerts for support-bot" in message_text(reply)
+    assert await bot.send() == 0
+
+
+async def test_subscriptions_list(bot: AlertBot) -> None:
+    reply = await bot.command("subscriptions")
+
+    text = message_text(reply)
+    assert "*support-bot* · failures · added by <@U0ENGINEER>" in text
+    assert "Last alert delivered: none yet" in text
+    assert_valid_message(reply)
+
+
+async def test_hostile_build_name_escaped_in_alert(bot: AlertBot) -> None:
+    bot.add_build("failed", name="<!channel> <!here> <@U0BOSS> <!subteam^S123>")
+
+    await bot.poll()
+    await bot.send()
+
+    post = bot.posts()[0]
+    text = blocks_text(post)
+    for markup in ("<!channel>", "<!here>", "<@U0BOSS>", "<!subteam"):
+        assert markup not in text
+    assert "&lt;!channel&gt;" in text
+    assert post.body["link_names"] is False
+
+
+async def test_alert_channel_setting_subscribes_at_start(sandbox: SandboxServer, slack: SlackStandIn) -> None:
+    async with alert_bot(sandbox, slack, clock=Clock(), BUILDS_ALERT_CHANNEL="C0ALERTS", BUILDS_ASSISTANTS="support-bot") as bot:
+        assert bot.runtime.alerts is not None
+        subscriptions = await bot.runtime.alerts.store.subscriptions("C0ALERTS")
+
+    assert [(item.assistant, item.level) for item in subscriptions] == [("support-bot", "failures")]
+
+
+async def test_mute_button_mutes_for_an_hour(bot: AlertBot) -> None:
+    response = await bot.click(MUTE_ACTION, "support-bot")
+    confirmation = await bot.slack.next_response()
+
+    assert response.status_code == 200
+    assert "muted in this channel until" in message_text(confirmation.body)
+    assert confirmation.body["replace_original"] is False
+    assert bot.runtime.alerts is not None
+    mute = await bot.runtime.alerts.store.active_mute(CHANNEL, "support-bot", now=bot.clock.now)
+    assert mute is not None
+    assert mute.until == NOW + timedelta(hours=1)
+
+
+async def test_recent_builds_button_shows_lookup(bot: AlertBot) -> None:
+    response = await bot.click(RECENT_BUILDS_ACTION, "support-bot")
+    reply = await bot.slack.next_response()
+
+    assert response.status_code == 200
+    assert "Builds of support-bot" in message_text(reply.body)
+
+
+async def test_forged_button_value_rejected(bot: AlertBot) -> None:
+    before = len(bot.sandbox.requests)
+
+    response = await bot.click(RECENT_BUILDS_ACTION, "../../v1/Assistants")
+    await bot.runtime.tasks.drain(timeout=5)
+
+    assert response.status_code == 200
+    assert len(bot.sandbox.requests) == before
+    assert bot.slack.responses.empty()
+
+
+async def test_state_command_from_terminal_explained(sandbox: SandboxServer) -> None:
+    from bot.cli import answer
+
+    settings = load_settings(
+        {"AUTOPILOT_BASE_URL": sandbox.base_url, "TWILIO_ACCOUNT_SID": sandbox.credentials.account_sid, "TWILIO_AUTH_TOKEN": sandbox.credentials.auth_token}
+    )
+
+    reply = await answer(settings, "subscribe support-bot")
+
+    assert "run this command in Slack" in json.dumps(reply.to_dict())
+    assert not reply.ok
+
+
+async def test_completion_after_unannounced_failure(slack: SlackStandIn) -> None:
+    """A channel that follows every build hears of a completion even when it saw no failure streak."""
+    data = dataset()
+    created = format_timestamp(NOW - timedelta(hours=12))
+    data.add_build("support-bot", unique_name="red-before-subscribing", status="failed", date_created=created, date_updated=created)
+    async with SandboxServer(dataset=data) as sandbox, alert_bot(sandbox, slack, clock=Clock()) as bot:
+        await bot.command("subscribe support-bot all")
+        await bot.poll()
+        bot.add_build("completed", name="green-again")
+        await bot.poll()
+        await bot.send()
+
+    assert len(bot.posts()) == 1
+    assert "build *green-again* completed" in blocks_text(bot.posts()[0])
