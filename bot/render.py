@@ -92,7 +92,7 @@ def usage_text(command: str) -> str:
             f"Aliases: failures, running, queued, ok, succeeded, cancelled. Example: `{command} support-bot failed`",
             f"`{command} <assistant> <build>`: one build, by SID (UG…) or unique name. Example: `{command} support-bot v42`",
             f"`{command} failed [window]`: failed builds across all assistants in scope, default 24h. "
-            f"Windows: 30m, 6h, 7d. Example: `{command} failed 6h`",
+            f"Windows: 30m, 6h, 7d, up to 90d. Example: `{command} failed 6h`",
             f"`{command} help`: this message",
         ]
     )
@@ -126,7 +126,9 @@ def render_assistant_builds(
     blocks.extend(section(_build_line(build, now=now)) for build in shown)
     if not shown:
         blocks.append(section(_no_builds_text(assistant, status, len(builds))))
-    blocks.append(context(_list_footer(command, assistant, len(shown), len(shown_pool), listing.complete)))
+    footer = _list_footer(command, assistant, len(shown), len(shown_pool), listing.complete)
+    if footer:
+        blocks.append(context(footer))
 
     return Reply(text=_assistant_fallback(assistant, builds, status, len(shown_pool)), blocks=blocks)
 
@@ -297,11 +299,11 @@ def _build_line(build: ModelBuild, *, now: datetime) -> str:
 def _no_builds_text(assistant: str, status: str | None, total: int) -> str:
     if status is None:
         return f"No builds yet for {name(assistant)}."
-    return f"No {escape(status)} builds among the {total} builds of {name(assistant)}."
+    return f"No builds with status {escape(status)} among the {_count(total, 'build')} of {name(assistant)}."
 
 
 def _list_footer(command: str, assistant: str, shown: int, available: int, complete: bool) -> str:
-    parts = [f"Showing {shown} of {available} builds."]
+    parts = [f"Showing {shown} of {available} builds."] if shown else []
     if shown:
         parts.append(f"Details of one build: `{command} {escape(assistant)} <build>`.")
     if not complete:
@@ -314,7 +316,7 @@ def _assistant_fallback(assistant: str, builds: Sequence[ModelBuild], status: st
         return f"No builds yet for {escape(assistant)}"
 
     latest = builds[0]
-    text = f"{escape(assistant)}: latest build {escape(latest.name or PLACEHOLDER)} is {escape(latest.status or 'unknown')}"
+    text = f"{escape(assistant)}: latest build {escape(latest.name or PLACEHOLDER)}, {escape(latest.status or 'status unknown')}"
     if status:
         text += f"; {matching} {escape(status)} builds"
     return truncate(text, MAX_FALLBACK_TEXT)
@@ -343,11 +345,15 @@ def _group_text(group: AssistantFailures, *, now: datetime, command: str) -> str
     return "\n".join(lines)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _failed_footers(report: FailedReport) -> list[str]:
     if not report.errors:
         return []
 
     shown = [f"{name(assistant, limit=40)} ({error.summary})" for assistant, error in report.errors[:10]]
     more = len(report.errors) - len(shown)
-    text = f"⚠️ Could not read {len(report.errors)} assistants: " + ", ".join(shown)
+    text = f"⚠️ Could not read {_count(len(report.errors), 'assistant')}: " + ", ".join(shown)
     return [text + (f", and {more} more." if more > 0 else ".")]

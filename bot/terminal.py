@@ -51,7 +51,8 @@ def _block_lines(block: Mapping[str, Any]) -> list[str]:
     if kind == "divider":
         return [RULE]
     if kind == "context":
-        return ["  " + mrkdwn_to_plain(element.get("text", "")) for element in block.get("elements", [])]
+        texts = [mrkdwn_to_plain(element.get("text", "")) for element in block.get("elements", [])]
+        return ["  " + line for text in texts for line in text.splitlines()]
     if kind == "section":
         return _section_lines(block)
     return []

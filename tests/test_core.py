@@ -151,7 +151,7 @@ async def test_failed_reports_unreadable_assistant() -> None:
         reply = await core.reply("failed 7d")
 
     text = text_of(reply)
-    assert "Could not read 1 assistants: retired-bot (not found)." in text
+    assert "Could not read 1 assistant: retired-bot (not found)." in text
     assert "support-bot" in text
 
 

@@ -195,7 +195,7 @@ def test_render_assistant_builds_400_failed() -> None:
     assert "*build-000*" in build_sections[0]
     assert "*build-009*" in build_sections[-1]
     assert any(text.startswith("Showing 10 of 400 builds.") for text in _contexts(reply))
-    assert reply.text == "support-bot: latest build build-000 is failed; 400 failed builds"
+    assert reply.text == "support-bot: latest build build-000, failed; 400 failed builds"
 
 
 def test_render_assistant_builds_status_filter_counts() -> None:
@@ -328,7 +328,7 @@ def test_render_assistant_builds_no_builds() -> None:
 def test_render_assistant_builds_no_match_for_status() -> None:
     reply = _assistant_builds([_build(status="completed")] * 3, status="failed")
 
-    assert "No failed builds among the 3 builds of support-bot." in _sections(reply)
+    assert "No builds with status failed among the 3 builds of support-bot." in _sections(reply)
     assert any(text.startswith("Showing 0 of 0 builds.") for text in _contexts(reply))
 
 
@@ -368,7 +368,7 @@ def test_render_build_name_escaped_everywhere(renderer: str, build_name: str) ->
 def test_render_fallback_text_escaped(build_name: str, escaped: str) -> None:
     reply = _assistant_builds([_build(build_name)])
 
-    assert reply.text == f"support-bot: latest build {escaped} is completed"
+    assert reply.text == f"support-bot: latest build {escaped}, completed"
     assert f"*{escaped}*" in _sections(reply)[0]
 
 
