@@ -1,12 +1,12 @@
 """Pure change detection: compare a poll's builds with what was seen before.
 
 The first poll of an assistant only records a baseline, so old failures cause
-no alert storm. Later polls emit an event when a build reaches `failed`
-(created or updated within the catch-up window, so a failure during downtime
-is still alerted once), when the first `completed` build follows a failure
-(a recovery), when a build completes (for channels that want every build),
-and once when a build stays `enqueued` or `building` past the stuck limit.
-`canceled` changes nothing.
+no alert storm. Later polls emit an event when a build reaches `failed`, if
+it was created or updated within the catch-up window, so a failure during
+downtime is still alerted once. The first `completed` build after a failure
+is a recovery, and any other completed build is an event for channels that
+want every build. A build that stays `enqueued` or `building` past the stuck
+limit is an event once. `canceled` changes nothing.
 """
 
 from __future__ import annotations

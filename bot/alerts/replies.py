@@ -16,10 +16,10 @@ MAX_LISTED = 40
 LEVEL_WORDS = {"failures": "failures, recoveries and stuck builds", "all": "every completed build as well as failures"}
 
 
-def refused(admins: Sequence[str]) -> Reply:
-    """Return the refusal for a user who may not change alerts, naming who can."""
-    who = ", ".join(f"<@{admin}>" for admin in admins)
-    text = f"⚠️ Only {who} can change subscriptions and mutes (BUILDS_ADMINS). Anyone can look up builds."
+def rejected_change(admins: Sequence[str]) -> Reply:
+    """Return the rejection for a user who may not change alerts, naming the users who can."""
+    allowed = ", ".join(f"<@{admin}>" for admin in admins)
+    text = f"⚠️ Only {allowed} can change subscriptions and mutes (BUILDS_ADMINS). Anyone can look up builds."
     return Reply(text=text, blocks=[section(text)], ok=False)
 
 
@@ -31,7 +31,7 @@ def subscribed(assistant: str, level: str) -> Reply:
 
 
 def unsubscribed(assistant: str, *, existed: bool) -> Reply:
-    """Return the confirmation of an unsubscription, or say there was nothing to end."""
+    """Return the confirmation of an unsubscription, or a note that there was none."""
     target = "every assistant" if assistant == "all" else name(assistant)
     if not existed:
         text = f"This channel has no subscription to {target}. `/builds subscriptions` lists the ones it has."
@@ -48,7 +48,7 @@ def muted(assistant: str, until: datetime, *, now: datetime) -> Reply:
 
 
 def unmuted(assistant: str, *, existed: bool) -> Reply:
-    """Return the confirmation of an unmute, or say there was no mute."""
+    """Return the confirmation of an unmute, or a note that there was no mute."""
     if not existed:
         text = f"Alerts for {name(assistant)} are not muted in this channel."
         return Reply(text=text, blocks=[section(text)], ok=False)

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """Who ran a command, and in which channel."""
+    """The user who ran a command and the channel it ran in."""
 
     user_id: str
     channel_id: str
@@ -55,7 +55,7 @@ class AlertCommands:
 
         if not self.may_change(invocation.user_id):
             logger.info("alerts.change_refused", extra={"user_id": invocation.user_id, "channel_id": invocation.channel_id})
-            return replies.refused(sorted(self._settings.admins))
+            return replies.rejected_change(sorted(self._settings.admins))
 
         if isinstance(command, Subscribe):
             return await self._subscribe(command, invocation)
