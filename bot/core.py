@@ -68,6 +68,15 @@ def is_outage(error: Exception) -> bool:
     return isinstance(error, (ServerError, RateLimitedError, ApiTimeoutError, ApiConnectionError, InvalidResponseError))
 
 
+@dataclass(frozen=True, slots=True)
+class ScopedBuilds:
+    """The builds of one assistant in scope, or the error that kept them from being read."""
+
+    assistant: str
+    listing: Listing[ModelBuild] | None
+    error: AutopilotError | None = None
+
+
 @dataclass
 class _Request:
     """One reply in the making: whether it may do I/O, and the stale entries it used."""
@@ -178,35 +187,45 @@ class BuildsCore:
 
         return render_build_details(command.assistant, build, now=self._clock())
 
+    async def builds_in_scope(self) -> list[ScopedBuilds]:
+        """Return the builds of every assistant in scope, read concurrently, with an error per unreadable one.
+
+        Raises `AutopilotError` when the assistants themselves cannot be listed.
+        """
+        return await self._scoped_builds(_Request(cached_only=False))
+
+    async def _scoped_builds(self, request: _Request) -> list[ScopedBuilds]:
+        assistants = await self._assistants_in_scope(request)
+        return list(await asyncio.gather(*(self._scoped(assistant, request) for assistant in assistants)))
+
+    async def _scoped(self, assistant: str, request: _Request) -> ScopedBuilds:
+        try:
+            return ScopedBuilds(assistant, await self._builds(assistant, request))
+        except AutopilotError as error:
+            self._log_failure(error, assistant=assistant)
+            return ScopedBuilds(assistant, None, error)
+
     async def _failed(self, command: FailedBuilds, request: _Request) -> Reply:
         now = self._clock()
         try:
-            assistants = await self._assistants_in_scope(request)
+            scoped = await self._scoped_builds(request)
         except AutopilotError as error:
             self._log_failure(error)
             return render_api_error(error, subject="the list of assistants")
 
         since = now - command.window
-        results = await asyncio.gather(*(self._failures_of(assistant, since, request) for assistant in assistants))
-
         report = FailedReport(
             window_text=command.window_text,
             since=since,
-            assistants_checked=len(assistants),
-            groups=[result for result in results if isinstance(result, AssistantFailures)],
-            errors=[result for result in results if isinstance(result, tuple)],
+            assistants_checked=len(scoped),
+            groups=[
+                AssistantFailures(item.assistant, failed_within(item.listing.items, since=since), item.listing.complete)
+                for item in scoped
+                if item.listing is not None
+            ],
+            errors=[(item.assistant, item.error) for item in scoped if item.error is not None],
         )
         return render_failed(report, now=now, command=self._settings.command)
-
-    async def _failures_of(
-        self, assistant: str, since: datetime, request: _Request
-    ) -> AssistantFailures | tuple[str, AutopilotError]:
-        try:
-            listing = await self._builds(assistant, request)
-        except AutopilotError as error:
-            self._log_failure(error, assistant=assistant)
-            return assistant, error
-        return AssistantFailures(assistant, failed_within(listing.items, since=since), listing.complete)
 
     async def _assistants_in_scope(self, request: _Request) -> list[str]:
         if self._settings.assistants:
