@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import InputError, InvalidIdentifierError
 from bot.identifiers import validate_assistant, validate_build
@@ -19,6 +20,8 @@ from bot.state.base import Level
 DEFAULT_WINDOW = "24h"
 MAX_WINDOW = timedelta(days=90)
 MAX_MUTE = timedelta(days=30)
+DEFAULT_TIMEZONE = "UTC"
+TIME_OF_DAY = re.compile(r"(?P<hour>[01]?\d|2[0-3]):(?P<minute>[0-5]\d)")
 ALL = "all"
 LEVELS = ("failures", "all")
 WINDOW = re.compile(r"(?P<amount>\d{1,5})(?P<unit>[mhd])")
@@ -107,7 +110,20 @@ class UnmuteAssistant:
     assistant: str
 
 
-StateCommand = Subscribe | Unsubscribe | ListSubscriptions | MuteAssistant | UnmuteAssistant
+@dataclass(frozen=True, slots=True)
+class SetDigest:
+    """Send the channel a daily summary at a local time of day."""
+
+    time_of_day: str
+    timezone: str = DEFAULT_TIMEZONE
+
+
+@dataclass(frozen=True, slots=True)
+class DigestOff:
+    """Stop the channel's daily summary."""
+
+
+StateCommand = Subscribe | Unsubscribe | ListSubscriptions | MuteAssistant | UnmuteAssistant | SetDigest | DigestOff
 Command = Help | AssistantBuilds | FailedBuilds | BuildDetails | StateCommand
 
 
@@ -208,7 +224,31 @@ def _assistant_or_all(word: str) -> str:
     return ALL if word.lower() == ALL else validate_assistant(word)
 
 
+def _parse_digest(words: list[str]) -> SetDigest | DigestOff:
+    if len(words) == 1 and words[0].lower() == "off":
+        return DigestOff()
+    if not 1 <= len(words) <= 2:
+        raise InputError("Use `digest <HH:MM> [timezone]`, for example `digest 09:00 Europe/Berlin`, or `digest off`.")
+
+    match = TIME_OF_DAY.fullmatch(words[0])
+    if match is None:
+        raise InputError(f"{_quoted(words[0])} is not a time of day. Use 24-hour HH:MM, such as 09:00 or 17:30.")
+    timezone = words[1] if len(words) == 2 else DEFAULT_TIMEZONE
+    if not _is_timezone(timezone):
+        raise InputError(f"{_quoted(timezone)} is not a known timezone. Use an IANA name such as Europe/Berlin, America/New_York or UTC.")
+    return SetDigest(f"{int(match['hour']):02d}:{match['minute']}", timezone)
+
+
+def _is_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 STATE_PARSERS = {
+    "digest": _parse_digest,
     "subscribe": _parse_subscribe,
     "unsubscribe": _parse_unsubscribe,
     "subscriptions": _parse_subscriptions,

@@ -113,6 +113,7 @@ class BotRuntime:
         )
         self.alerts = await self._stack.enter_async_context(alerts)
         core = BuildsCore(settings=self._settings, client=client, clock=self._clock, alerts=alerts.commands)
+        alerts.attach_digest(core.builds_in_scope)
         delivery = ReplyDelivery(client=slack_client, token=token, response_urls=ResponseUrls(), retry_handlers=retry_handlers)
         bolt = create_app(
             self._settings,

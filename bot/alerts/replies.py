@@ -57,6 +57,22 @@ def unmuted(assistant: str, *, existed: bool) -> Reply:
     return Reply(text=text, blocks=[section(text)])
 
 
+def digest_set(time_of_day: str, timezone: str) -> Reply:
+    """Return the confirmation of a daily digest."""
+    text = f"🗞️ This channel gets a daily build digest at {time_of_day} ({name(timezone)}). `/builds digest off` stops it."
+    return Reply(text=text, blocks=[section(text)])
+
+
+def digest_off(*, existed: bool) -> Reply:
+    """Return the confirmation that the digest stopped, or a note that there was none."""
+    if not existed:
+        text = "This channel has no daily digest. `/builds digest 09:00 Europe/Berlin` sets one."
+        return Reply(text=text, blocks=[section(text)], ok=False)
+
+    text = "🗞️ This channel no longer gets the daily build digest."
+    return Reply(text=text, blocks=[section(text)])
+
+
 def mute_note(mute: Mute, *, now: datetime) -> str:
     """Return the line that lookups show while an assistant is muted in the channel."""
     return f"🔕 Alerts muted in this channel by <@{mute.muted_by}> until {slack_date(mute.until, now=now)}."

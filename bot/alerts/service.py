@@ -12,10 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.alerts import replies
-from bot.commands import ALL, ListSubscriptions, MuteAssistant, StateCommand, Subscribe, UnmuteAssistant, Unsubscribe
+from bot.commands import (
+    ALL,
+    DigestOff,
+    ListSubscriptions,
+    MuteAssistant,
+    SetDigest,
+    StateCommand,
+    Subscribe,
+    UnmuteAssistant,
+    Unsubscribe,
+)
 from bot.config import Settings
 from bot.render import Reply
-from bot.state.base import Mute, StateStore, Subscription
+from bot.state.base import Digest, Mute, StateStore, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +73,10 @@ class AlertCommands:
             return await self._unsubscribe(command, invocation)
         if isinstance(command, MuteAssistant):
             return await self.mute(command, invocation)
+        if isinstance(command, SetDigest):
+            return await self._set_digest(command, invocation)
+        if isinstance(command, DigestOff):
+            return await self._digest_off(invocation)
         return await self._unmute(command, invocation)
 
     def may_change(self, user_id: str) -> bool:
@@ -92,6 +106,17 @@ class AlertCommands:
         existed = await self._store.unmute(invocation.channel_id, command.assistant)
         logger.info("alerts.unmuted", extra={"channel_id": invocation.channel_id, "assistant": command.assistant, "existed": existed})
         return replies.unmuted(command.assistant, existed=existed)
+
+    async def _set_digest(self, command: SetDigest, invocation: Invocation) -> Reply:
+        digest = Digest(invocation.channel_id, command.time_of_day, command.timezone, invocation.user_id, self._clock())
+        await self._store.set_digest(digest)
+        logger.info("digest.set", extra={"channel_id": invocation.channel_id, "time_of_day": command.time_of_day, "timezone": command.timezone})
+        return replies.digest_set(command.time_of_day, command.timezone)
+
+    async def _digest_off(self, invocation: Invocation) -> Reply:
+        existed = await self._store.remove_digest(invocation.channel_id)
+        logger.info("digest.removed", extra={"channel_id": invocation.channel_id, "existed": existed})
+        return replies.digest_off(existed=existed)
 
     async def _list(self, invocation: Invocation) -> Reply:
         subscriptions = await self._store.subscriptions(invocation.channel_id)

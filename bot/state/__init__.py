@@ -3,6 +3,7 @@
 from bot.state.base import (
     Alert,
     AssistantState,
+    Digest,
     Mute,
     OutboxItem,
     SeenBuild,
@@ -11,4 +12,4 @@ from bot.state.base import (
     Thread,
 )
 
-__all__ = ["Alert", "AssistantState", "Mute", "OutboxItem", "SeenBuild", "StateStore", "Subscription", "Thread"]
+__all__ = ["Alert", "AssistantState", "Digest", "Mute", "OutboxItem", "SeenBuild", "StateStore", "Subscription", "Thread"]

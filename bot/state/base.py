@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 ALL_ASSISTANTS = "all"
@@ -76,6 +76,18 @@ class Mute:
     assistant: str
     muted_by: str
     until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A channel's daily summary: local time of day (`HH:MM`) in an IANA timezone, and the last local day sent."""
+
+    channel_id: str
+    time_of_day: str
+    timezone: str
+    created_by: str
+    created_at: datetime
+    last_sent_on: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +185,20 @@ class StateStore(Protocol):
 
     def cached_mute(self, channel_id: str, assistant: str, *, now: datetime) -> Mute | None:
         """Return the same as `active_mute`, from memory and without I/O, for answers inside an acknowledgement."""
+
+    # Digests
+
+    async def set_digest(self, digest: Digest) -> None:
+        """Insert or replace the digest of a channel, keeping its `last_sent_on` when the row exists."""
+
+    async def remove_digest(self, channel_id: str) -> bool:
+        """Delete the digest of a channel; return whether one existed."""
+
+    async def digests(self) -> list[Digest]:
+        """Return every channel's digest, ordered by channel."""
+
+    async def mark_digest_sent(self, channel_id: str, day: date) -> None:
+        """Record that the digest for the local day `day` went out; a no-op when the channel has no digest."""
 
     # Outbox
 
