@@ -1,12 +1,14 @@
-"""Slack listeners for the buttons on alert messages: "Recent builds" and "Mute 1 h".
+"""Slack listeners for buttons: on alert messages ("Recent builds", "Mute 1 h") and on lookup replies.
 
-Each click is acknowledged at once. The button's value names the assistant;
-a value that is not a valid identifier is rejected without any lookup.
+Each click is acknowledged at once and answered from a background task. A
+value that does not decode (an invalid identifier, or a lookup state whose
+tag does not match) is rejected without any upstream request.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -16,10 +18,13 @@ from bot.alerts.service import AlertCommands, Invocation
 from bot.commands import MuteAssistant
 from bot.core import BuildsCore
 from bot.delivery import ReplyDelivery, ReplyTarget
-from bot.errors import InvalidIdentifierError
+from bot import views
+from bot.errors import InputError, InvalidIdentifierError
 from bot.identifiers import validate_assistant
 from bot.listeners import deliver_reply
+from bot.render import Reply, without_buttons
 from bot.tasks import BackgroundTasks
+from bot.views import ButtonCodec, ViewState
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +78,57 @@ def _clicked(
         delivery.response_urls.register(target.response_url)
     logger.info("action.received", extra={**ids, "assistant": assistant})
     return assistant, target, Invocation(user_id=user_id, channel_id=channel_id), ids
+
+
+def register_view_actions(
+    app: AsyncApp, *, core: BuildsCore, tasks: BackgroundTasks, delivery: ReplyDelivery, codec: ButtonCodec
+) -> None:
+    """Register the listeners of the buttons on lookup replies: paging, filters, refresh, details and share."""
+
+    async def on_view(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        clicked = _clicked_view(body, action, delivery, codec)
+        if clicked is None:
+            return
+
+        state, target, invocation, ids = clicked
+        action_id = str(action.get("action_id"))
+        if action_id == views.SHARE:
+            work = _shared(core.view(state, invocation=invocation), invocation.user_id)
+            tasks.spawn(deliver_reply(work, delivery, target, ids, mode="in_channel"), name=f"share:{state.assistant}")
+            return
+
+        answer = core.view(state, invocation=invocation, refresh=action_id == views.REFRESH)
+        tasks.spawn(deliver_reply(answer, delivery, target, ids, mode="replace"), name=f"view:{state.assistant}")
+
+    for action_id in views.VIEW_ACTIONS:
+        app.action(action_id)(on_view)
+
+
+async def _shared(answer: Awaitable[Reply], user_id: str) -> Reply:
+    reply = await answer
+    return without_buttons(reply, note=f"📣 Shared by <@{user_id}>")
+
+
+def _clicked_view(
+    body: dict[str, Any], action: dict[str, Any], delivery: ReplyDelivery, codec: ButtonCodec
+) -> tuple[ViewState, ReplyTarget, Invocation, dict[str, Any]] | None:
+    user_id = (body.get("user") or {}).get("id")
+    channel_id = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    ids = {"user_id": user_id, "channel_id": channel_id, "action_id": action.get("action_id")}
+    if not user_id or not channel_id:
+        logger.warning("action.missing_ids", extra=ids)
+        return None
+
+    try:
+        state = codec.decode(str(action.get("value") or ""))
+    except InputError:
+        # No upstream request for a forged or damaged value; the click is acknowledged and dropped.
+        logger.warning("action.invalid_value", extra=ids)
+        return None
+
+    target = ReplyTarget(body.get("response_url"), channel_id, user_id)
+    if target.response_url:
+        delivery.response_urls.register(target.response_url)
+    logger.info("action.received", extra={**ids, "assistant": state.assistant})
+    return state, target, Invocation(user_id=user_id, channel_id=channel_id), ids

@@ -11,13 +11,16 @@ from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
-from bot.actions import register_alert_actions
+from bot.actions import register_alert_actions, register_view_actions
 from bot.alerts.service import AlertCommands
 from bot.core import BuildsCore
+from bot.events import register_events
+from bot.home import HomeTab
 from bot.dedupe import RetryDeduplicator
 from bot.delivery import ReplyDelivery
 from bot.listeners import register_command
 from bot.tasks import BackgroundTasks
+from bot.views import ButtonCodec
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,9 @@ def create_app(
     client: AsyncWebClient,
     delivery: ReplyDelivery,
     alerts: AlertCommands,
+    codec: ButtonCodec,
+    home: HomeTab,
+    token: str,
     socket_mode: bool = False,
 ) -> AsyncApp:
     """Return a Bolt app with the slash command registered, running listeners before it responds to Slack."""
@@ -102,4 +108,6 @@ def create_app(
     app.use(RetryDeduplicator())
     register_command(app, command=settings.command, core=core, tasks=tasks, delivery=delivery)
     register_alert_actions(app, core=core, alerts=alerts, tasks=tasks, delivery=delivery)
+    register_view_actions(app, core=core, tasks=tasks, delivery=delivery, codec=codec)
+    register_events(app, core=core, home=home, tasks=tasks, client=client, token=token, base_url=settings.autopilot_base_url)
     return app

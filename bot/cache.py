@@ -93,8 +93,14 @@ class LookupCache(Generic[V]):
         """Return the cached value for `key`, or await one shared call of `fetch`."""
         return (await self.get_entry(key, fetch)).value
 
-    async def get_entry(self, key: Hashable, fetch: Callable[[], Awaitable[V]]) -> Entry[V]:
-        """Return the cache entry for `key`, fetching it once for all concurrent callers when missing."""
+    async def get_entry(self, key: Hashable, fetch: Callable[[], Awaitable[V]], *, refresh: bool = False) -> Entry[V]:
+        """Return the cache entry for `key`, fetching it once for all concurrent callers when missing.
+
+        With `refresh`, the fresh entry is dropped first, so the value is fetched again; the last good
+        value still stands in if that fetch fails.
+        """
+        if refresh and self._entries is not None:
+            self._entries.pop(key, None)
         try:
             return self.peek_entry(key)
         except CacheMiss:

@@ -16,6 +16,7 @@ from bot.delivery import slack_error_code
 from bot.errors import AutopilotError, ConfigError
 from bot.render import explain
 from bot.retry import RetryPolicy
+from bot.state.sqlite import SqliteStateStore, store_from_url
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +53,33 @@ async def run_checks(environ: Mapping[str, str]) -> list[CheckResult]:
             CheckResult("autopilot", False, "skipped until the configuration is valid"),
         ]
 
+    problem = _serve_problem(settings)
+    if problem is not None:
+        return [CheckResult("configuration", False, problem), *[CheckResult(name, False, "skipped until the configuration is valid") for name in ("slack", "autopilot")]]
+
     results = [CheckResult("configuration", True, "every variable is valid")]
     results.append(await check_slack(settings))
     if settings.slack_app_token is not None:
         results.append(await check_socket_mode(settings))
     results.append(await check_autopilot(settings))
     return results
+
+
+def check_state_url(url: str) -> None:
+    """Raise `ConfigError` unless `url` names a supported store whose folder exists."""
+    store = store_from_url(url)
+    if isinstance(store, SqliteStateStore) and str(store.path) != ":memory:" and not store.path.parent.is_dir():
+        raise ConfigError("BUILDS_STATE_URL", f"the folder {str(store.path.parent)!r} does not exist: create it or change the URL.")
+
+
+def _serve_problem(settings: Settings) -> str | None:
+    """Return what `serve` would reject in `settings` beyond the variables' own format, or None."""
+    try:
+        settings.require_slack(socket_mode=settings.slack_app_token is not None)
+        check_state_url(settings.state_url)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 async def check_slack(settings: Settings) -> CheckResult:
@@ -83,7 +105,7 @@ async def check_socket_mode(settings: Settings) -> CheckResult:
     try:
         await client.apps_connections_open(app_token=settings.slack_app_token.reveal())
     except SlackApiError as error:
-        return CheckResult("socket mode", False, _slack_failure(error))
+        return CheckResult("socket mode", False, _slack_failure(error, method="apps.connections.open"))
     except (ClientError, TimeoutError) as error:
         return CheckResult("socket mode", False, f"could not reach {settings.slack_api_url} ({type(error).__name__})")
     return CheckResult("socket mode", True, "apps.connections.open accepted SLACK_APP_TOKEN")
@@ -103,7 +125,7 @@ async def check_autopilot(settings: Settings) -> CheckResult:
     return CheckResult("autopilot", True, f"{settings.autopilot_base_url} accepted the credentials and lists {found}")
 
 
-def _slack_failure(error: SlackApiError) -> str:
+def _slack_failure(error: SlackApiError, *, method: str = "auth.test") -> str:
     code = slack_error_code(error)
-    fix = SLACK_FIXES.get(code, "see https://api.slack.com/methods/auth.test for what this error means")
+    fix = SLACK_FIXES.get(code, f"see https://api.slack.com/methods/{method} for what this error means")
     return f"Slack returned {code}: {fix}"

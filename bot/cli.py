@@ -97,7 +97,11 @@ def _sandbox(args: argparse.Namespace) -> int:
     from bot.sandbox import run_sandbox
 
     configure_logging(log_level_from(os.environ, "INFO"))
-    _run_until_signal(run_sandbox(host=args.host, port=args.port, latency=args.latency))
+    try:
+        _run_until_signal(run_sandbox(host=args.host, port=args.port, latency=args.latency))
+    except OSError as error:
+        print(f"builds-bot: cannot listen on {args.host}:{args.port} ({error.strerror}): pick another --port, or 0 for any free port.", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     return EXIT_OK
 
 

@@ -67,6 +67,11 @@ class FailedBuilds:
 
 
 @dataclass(frozen=True, slots=True)
+class Overview:
+    """Show one line per assistant in scope, red first."""
+
+
+@dataclass(frozen=True, slots=True)
 class BuildDetails:
     """Show one build of one assistant."""
 
@@ -124,7 +129,7 @@ class DigestOff:
 
 
 StateCommand = Subscribe | Unsubscribe | ListSubscriptions | MuteAssistant | UnmuteAssistant | SetDigest | DigestOff
-Command = Help | AssistantBuilds | FailedBuilds | BuildDetails | StateCommand
+Command = Help | AssistantBuilds | FailedBuilds | BuildDetails | Overview | StateCommand
 
 
 def parse_command(text: str) -> Command:
@@ -136,6 +141,10 @@ def parse_command(text: str) -> Command:
     keyword = words[0].lower()
     if keyword == "failed":
         return _parse_failed(words[1:])
+    if keyword == "status":
+        if len(words) > 1:
+            raise InputError("`status` takes no arguments: it shows every assistant in scope.")
+        return Overview()
     if keyword in STATE_PARSERS:
         return STATE_PARSERS[keyword](words[1:])
 

@@ -303,8 +303,14 @@ def _duration(env: Mapping[str, str], name: str, default: timedelta, *, maximum:
     match = DURATION.fullmatch(value.lower())
     duration = timedelta(**{DURATION_UNITS[match["unit"]]: int(match["amount"])}) if match else None
     if duration is None or not timedelta(seconds=1) <= duration <= maximum:
-        raise ConfigError(name, f"invalid value {value!r}: use seconds or a duration such as 30m, 6h or 1d, up to {maximum}.")
+        raise ConfigError(name, f"invalid value {value!r}: use seconds or a duration such as 30m, 6h or 1d, up to {_short(maximum)}.")
     return duration
+
+
+def _short(duration: timedelta) -> str:
+    if duration.days and not duration.seconds:
+        return f"{duration.days}d"
+    return f"{int(duration.total_seconds() // 3600)}h"
 
 
 def _slack_id(env: Mapping[str, str], name: str, pattern: re.Pattern[str], expected: str) -> str | None:
@@ -331,7 +337,8 @@ def _admins(env: Mapping[str, str]) -> frozenset[str]:
 def _public_url(env: Mapping[str, str]) -> str | None:
     if env.get("BUILDS_PUBLIC_URL") is None:
         return None
-    return _base_url(env, "BUILDS_PUBLIC_URL", "https://builds-bot.example.com", carries_credentials=True)
+    # Twilio calls this URL; it carries no credential of the bot's, so http:// is the operator's choice.
+    return _base_url(env, "BUILDS_PUBLIC_URL", "https://builds-bot.example.com", carries_credentials=False)
 
 
 def log_level_from(environ: Mapping[str, str], default: str) -> str:

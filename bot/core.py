@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from bot.alerts.replies import mute_note
 from bot.alerts.service import AlertCommands, Invocation
 from bot.autopilot import AutopilotClient, Listing
+from bot.blocks import MAX_BLOCKS
 from bot.cache import Entry, LookupCache
-from bot.commands import AssistantBuilds, BuildDetails, Command, FailedBuilds, Help, StateCommand, parse_command
+from bot.commands import AssistantBuilds, BuildDetails, Command, FailedBuilds, Help, Overview, StateCommand, parse_command
 from bot.config import Settings
 from bot.errors import (
     ApiConnectionError,
@@ -50,12 +52,19 @@ from bot.render import (
     render_internal_error,
     render_not_found,
     with_note,
+    without_buttons,
 )
+from bot.overview import overview_row, render_overview, sort_rows
+from bot.state.base import Mute
 from bot.stats import failed_within
+from bot.views import ButtonCodec, ViewState
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+PREVIEW_BUILDS = 3
 
 
 def utc_now() -> datetime:
@@ -83,6 +92,7 @@ class _Request:
 
     cached_only: bool
     invocation: Invocation | None = None
+    refresh: bool = False
     stale: list[Entry[Any]] = field(default_factory=list)
 
 
@@ -97,6 +107,7 @@ class BuildsCore:
         cache: LookupCache[Any] | None = None,
         clock: Clock = utc_now,
         alerts: AlertCommands | None = None,
+        codec: ButtonCodec | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -105,6 +116,7 @@ class BuildsCore:
         self._cache: LookupCache[Any] = cache
         self._clock = clock
         self._alerts = alerts
+        self._codec = codec
 
     async def reply(self, text: str, *, cached_only: bool = False, invocation: Invocation | None = None) -> Reply:
         """Return the reply to `text`; with `cached_only`, raise `CacheMiss` rather than do I/O.
@@ -112,9 +124,39 @@ class BuildsCore:
         `invocation` names the Slack user and channel; without it, channel commands explain that they need Slack.
         """
         request = _Request(cached_only=cached_only, invocation=invocation)
+        return await self._answer(lambda: self._run(parse_command(text), request), request, text=text)
+
+    async def view(self, state: ViewState, *, invocation: Invocation | None = None, refresh: bool = False) -> Reply:
+        """Return the reply for a lookup button's view state; `refresh` reads the API again instead of the cache."""
+        request = _Request(cached_only=False, invocation=invocation, refresh=refresh)
+        if state.build is not None:
+            work = partial(self._build_details, BuildDetails(state.assistant, state.build), request, back=state)
+        else:
+            work = partial(self._list_view, state, request)
+        return await self._answer(work, request, text=repr(state))
+
+    async def overview(self, *, max_blocks: int = MAX_BLOCKS) -> Reply:
+        """Return the overview of every assistant in scope within `max_blocks` blocks, for the Home tab."""
+        request = _Request(cached_only=False)
+        return await self._answer(partial(self._overview, request, max_blocks=max_blocks), request, text="status")
+
+    async def link_preview(self, assistant: str, build: str | None) -> Reply:
+        """Return a compact reply for a pasted assistant or build URL, without buttons."""
+        request = _Request(cached_only=False)
+        if build is not None:
+            work = partial(self._build_details, BuildDetails(assistant, build), request)
+        else:
+            work = partial(self._preview_builds, assistant, request)
+        reply = await self._answer(work, request, text=f"unfurl {assistant} {build}")
+        return without_buttons(reply, note="Preview by builds-bot")
+
+    async def _preview_builds(self, assistant: str, request: _Request) -> Reply:
+        listing = await self._builds(assistant, request)
+        return render_assistant_builds(assistant, listing, status=None, now=self._clock(), command=self._settings.command, limit=PREVIEW_BUILDS)
+
+    async def _answer(self, work: Callable[[], Awaitable[Reply]], request: _Request, *, text: str) -> Reply:
         try:
-            command = parse_command(text)
-            reply = await self._run(command, request)
+            reply = await work()
         except CacheMiss:
             raise
         except InputError as error:
@@ -141,7 +183,28 @@ class BuildsCore:
             return await self._build_details(command, request)
         if isinstance(command, FailedBuilds):
             return await self._failed(command, request)
+        if isinstance(command, Overview):
+            return await self._overview(request)
         return await self._state_command(command, request)
+
+    async def _overview(self, request: _Request, *, max_blocks: int = MAX_BLOCKS) -> Reply:
+        now = self._clock()
+        try:
+            scoped = await self._scoped_builds(request)
+        except AutopilotError as error:
+            self._log_failure(error)
+            return render_api_error(error, subject="the list of assistants")
+
+        rows = [
+            overview_row(item.assistant, item.listing.items if item.listing else None, now=now, error=item.error, mute=self._mute_of(item.assistant, request))
+            for item in scoped
+        ]
+        return render_overview(sort_rows(rows), now=now, max_blocks=max_blocks, command=self._settings.command)
+
+    def _mute_of(self, assistant: str, request: _Request) -> Mute | None:
+        if self._alerts is None or request.invocation is None:
+            return None
+        return self._alerts.cached_mute(request.invocation.channel_id, assistant)
 
     async def _state_command(self, command: StateCommand, request: _Request) -> Reply:
         if request.cached_only:
@@ -153,6 +216,10 @@ class BuildsCore:
         return await self._alerts.run(command, request.invocation)
 
     async def _assistant_builds(self, command: AssistantBuilds, request: _Request) -> Reply:
+        return await self._list_view(ViewState(command.assistant, command.status), request)
+
+    async def _list_view(self, state: ViewState, request: _Request) -> Reply:
+        command = AssistantBuilds(state.assistant, state.status)
         try:
             listing = await self._builds(command.assistant, request)
         except NotFoundError:
@@ -162,7 +229,13 @@ class BuildsCore:
             return render_api_error(error, subject=f"the builds of {name(command.assistant)}")
 
         reply = render_assistant_builds(
-            command.assistant, listing, status=command.status, now=self._clock(), command=self._settings.command
+            command.assistant,
+            listing,
+            status=command.status,
+            now=self._clock(),
+            command=self._settings.command,
+            offset=state.offset,
+            codec=self._codec,
         )
         return self._with_mute(reply, command.assistant, request)
 
@@ -170,12 +243,12 @@ class BuildsCore:
         if self._alerts is None or request.invocation is None:
             return reply
 
-        mute = self._alerts.cached_mute(request.invocation.channel_id, assistant)
+        mute = self._mute_of(assistant, request)
         if mute is None:
             return reply
         return with_note(reply, mute_note(mute, now=self._clock()))
 
-    async def _build_details(self, command: BuildDetails, request: _Request) -> Reply:
+    async def _build_details(self, command: BuildDetails, request: _Request, *, back: ViewState | None = None) -> Reply:
         key = ("build", command.assistant, command.build)
         try:
             build = await self._lookup(key, lambda: self._client.fetch_build(command.assistant, command.build), request)
@@ -185,7 +258,9 @@ class BuildsCore:
             self._log_failure(error, assistant=command.assistant, build=command.build)
             return render_api_error(error, subject=f"build {name(command.build)} of {name(command.assistant)}")
 
-        return render_build_details(command.assistant, build, now=self._clock())
+        return render_build_details(
+            command.assistant, build, now=self._clock(), codec=self._codec, back=back or ViewState(command.assistant)
+        )
 
     async def builds_in_scope(self) -> list[ScopedBuilds]:
         """Return the builds of every assistant in scope, read concurrently, with an error per unreadable one.
@@ -241,7 +316,7 @@ class BuildsCore:
         if request.cached_only:
             return self._cache.peek(key)
 
-        entry = await self._cache.get_entry(key, fetch)
+        entry = await self._cache.get_entry(key, fetch, refresh=request.refresh)
         if entry.stale:
             request.stale.append(entry)
         return entry.value

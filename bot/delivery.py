@@ -30,7 +30,8 @@ RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_LIFETIME = 29 * 60.0
 MAX_TRACKED_URLS = 10_000
 
-Channel = Literal["response_url", "ephemeral", "failed"]
+Channel = Literal["response_url", "ephemeral", "channel", "failed"]
+Mode = Literal["ephemeral", "replace", "in_channel"]
 
 
 @dataclass
@@ -93,10 +94,13 @@ class ReplyDelivery:
         self.response_urls = response_urls
         self._retry_handlers = retry_handlers
 
-    async def send(self, reply: Reply, target: ReplyTarget) -> Channel:
-        """Deliver `reply` to the user who asked and return the channel that worked, or `failed`."""
-        # A new ephemeral message: a button's response_url must not overwrite the alert it belongs to.
-        payload = {**reply.to_dict(), "response_type": "ephemeral", "replace_original": False}
+    async def send(self, reply: Reply, target: ReplyTarget, *, mode: Mode = "ephemeral") -> Channel:
+        """Deliver `reply` and return the channel that worked, or `failed`.
+
+        `ephemeral` posts a new message only the user sees, `replace` updates the message whose
+        button was clicked, and `in_channel` posts for everyone in the channel.
+        """
+        payload = _payload(reply, mode)
         url = target.response_url
         if url and self.response_urls.usable(url):
             if await self._via_response_url(url, payload, target):
@@ -104,6 +108,8 @@ class ReplyDelivery:
         else:
             logger.warning("delivery.response_url_unusable", extra=target.ids())
 
+        if mode == "in_channel":
+            return "channel" if await self._via_channel(payload, target) else "failed"
         if await self._via_ephemeral(payload, target):
             return "ephemeral"
         return "failed"
@@ -125,6 +131,18 @@ class ReplyDelivery:
             return False
         return True
 
+    async def _via_channel(self, payload: Mapping[str, Any], target: ReplyTarget) -> bool:
+        if not target.channel_id:
+            return False
+        try:
+            await self._client.chat_postMessage(
+                token=self._token, channel=target.channel_id, text=payload["text"], blocks=payload["blocks"], link_names=False, parse="none"
+            )
+        except (SlackApiError, ClientError, TimeoutError) as error:
+            logger.error("delivery.failed", extra={**target.ids(), "error": repr(error)})
+            return False
+        return True
+
     async def _via_ephemeral(self, payload: Mapping[str, Any], target: ReplyTarget) -> bool:
         if not target.channel_id or not target.user_id:
             logger.error("delivery.failed", extra={**target.ids(), "reason": "no channel or user for chat.postEphemeral"})
@@ -143,6 +161,15 @@ class ReplyDelivery:
 
         logger.info("delivery.sent_ephemeral", extra=target.ids())
         return True
+
+
+def _payload(reply: Reply, mode: Mode) -> dict[str, Any]:
+    payload = reply.to_dict()
+    if mode == "replace":
+        return {**payload, "replace_original": True}
+    # A new message: a button's response_url must not overwrite the message it belongs to.
+    response_type = "in_channel" if mode == "in_channel" else "ephemeral"
+    return {**payload, "response_type": response_type, "replace_original": False}
 
 
 def slack_error_code(error: SlackApiError) -> str:

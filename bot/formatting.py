@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.errors import TWILIO_ERROR_DOCS
 from bot.mrkdwn import escape_shortened
+from bot.stats import Trend
 
 PLACEHOLDER = "—"
 MAX_NAME_CHARACTERS = 80
@@ -55,7 +56,7 @@ def humanize_age(moment: datetime, now: datetime) -> str:
 
     # Seconds are noise in an age, so the age is rounded down to whole minutes.
     whole_minutes = int(delta.total_seconds()) // 60 * 60
-    return f"{humanize_duration(whole_minutes).removesuffix(' 0s')} ago"
+    return f"{humanize_duration(whole_minutes).removesuffix(' 0s').removesuffix(' 0m')} ago"
 
 
 def slack_date(moment: datetime | None, *, now: datetime, relative: bool = False) -> str:
@@ -85,3 +86,10 @@ def name(text: str | None, *, limit: int = MAX_NAME_CHARACTERS) -> str:
     if not text:
         return PLACEHOLDER
     return escape_shortened(text, limit)
+
+
+def trend_text(value: Trend) -> str:
+    """Return a compact trend: failure rate, median duration and the duration sparkline, oldest first."""
+    rate = f"{value.failure_rate:.0%} failed" if value.failure_rate is not None else "no finished builds"
+    text = f"{rate} of last {value.finished}, median {humanize_duration(value.median_duration)}"
+    return f"{text} `{value.sparkline}`" if value.sparkline else text

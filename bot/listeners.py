@@ -16,7 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.alerts.service import Invocation
 from bot.core import BuildsCore
-from bot.delivery import ReplyDelivery, ReplyTarget
+from bot.delivery import Mode, ReplyDelivery, ReplyTarget
 from bot.errors import CacheMiss
 from bot.mrkdwn import unescape
 from bot.render import Reply
@@ -55,10 +55,12 @@ def register_command(
     app.command(command)(on_command)
 
 
-async def deliver_reply(answer: Awaitable[Reply], delivery: ReplyDelivery, target: ReplyTarget, ids: dict[str, Any]) -> None:
-    """Await the reply, then deliver it to the user who asked, logging the outcome."""
+async def deliver_reply(
+    answer: Awaitable[Reply], delivery: ReplyDelivery, target: ReplyTarget, ids: dict[str, Any], *, mode: Mode = "ephemeral"
+) -> None:
+    """Await the reply, then deliver it in `mode`, logging the outcome."""
     reply = await answer
-    channel = await delivery.send(reply, target)
+    channel = await delivery.send(reply, target, mode=mode)
     if channel == "failed":
         logger.error("command.reply_lost", extra=ids)
         return

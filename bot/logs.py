@@ -43,6 +43,7 @@ def configure_logging(level: str, *, secrets: Iterable[str] = (), stream: TextIO
     root.handlers[:] = [handler]
     root.setLevel(level)
 
-    # Library debug output can include request details; it stays at INFO or above.
+    # Library output can include request bodies and response URLs (Bolt logs a rejected request's body
+    # at INFO), so libraries log warnings and errors only.
     for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.INFO))
+        logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.WARNING))

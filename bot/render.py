@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, SectionBlock
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerBlock, HeaderBlock, SectionBlock
 
 from bot.autopilot import Listing
 from bot.blocks import MAX_BLOCKS, MAX_FALLBACK_TEXT, context, fields, fit, header, section
@@ -28,10 +28,12 @@ from bot.errors import (
     RequestRejectedError,
     ServerError,
 )
-from bot.formatting import PLACEHOLDER, error_link, humanize_duration, name, slack_date, status_label
+from bot.formatting import PLACEHOLDER, error_link, humanize_duration, name, slack_date, status_label, trend_text
 from bot.models import ModelBuild
 from bot.mrkdwn import escape, truncate
-from bot.stats import summarize
+from bot import views
+from bot.stats import TREND_SAMPLE, summarize, trend
+from bot.views import ButtonCodec, ViewState
 
 DEFAULT_LIMIT = 10
 DEFAULT_COMMAND = "/builds"
@@ -115,26 +117,36 @@ def render_assistant_builds(
     now: datetime,
     command: str = DEFAULT_COMMAND,
     limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+    codec: ButtonCodec | None = None,
 ) -> Reply:
-    """Render an assistant's latest builds under a summary of its recent history."""
+    """Render a page of an assistant's builds under a summary of its recent history.
+
+    With a `codec`, each build gets a Details button and the page gets paging, filter, refresh and share buttons.
+    """
     builds = listing.items
     shown_pool = [build for build in builds if status is None or build.status == status]
-    shown = shown_pool[:limit]
+    shown = shown_pool[offset : offset + limit]
     title = f"Builds of {assistant}" + (f" · {status}" if status else "")
+    state = ViewState(assistant, status, offset)
 
-    blocks: list[Block] = [header(title), _summaryfields(builds, now=now), DividerBlock()]
-    blocks.extend(section(_build_line(build, now=now)) for build in shown)
+    blocks: list[Block] = [header(title), _summary_fields(builds, now=now), DividerBlock()]
+    blocks.extend(_build_section(build, state, codec, now=now) for build in shown)
     if not shown:
         blocks.append(section(_no_builds_text(assistant, status, len(builds))))
-    footer = _list_footer(command, assistant, len(shown), len(shown_pool), listing.complete)
+    footer = _list_footer(command, assistant, offset, len(shown), len(shown_pool), listing.complete)
     if footer:
         blocks.append(context(footer))
+    if codec is not None:
+        blocks.append(_list_buttons(codec, state, total=len(shown_pool), limit=limit))
 
     return Reply(text=_assistant_fallback(assistant, builds, status, len(shown_pool)), blocks=blocks)
 
 
-def render_build_details(assistant: str, build: ModelBuild, *, now: datetime) -> Reply:
-    """Render every field of one build."""
+def render_build_details(
+    assistant: str, build: ModelBuild, *, now: datetime, codec: ButtonCodec | None = None, back: ViewState | None = None
+) -> Reply:
+    """Render every field of one build; with a `codec`, add Back, Refresh and Share buttons."""
     facts = [
         f"*Status*\n{status_label(build.status)}",
         f"*Assistant*\n{name(assistant)}",
@@ -149,10 +161,60 @@ def render_build_details(assistant: str, build: ModelBuild, *, now: datetime) ->
     title = f"Build details · {assistant}"
     fallback = f"Build {escape(build.name or PLACEHOLDER)} of {escape(assistant)}: {build.status or 'unknown'}"
 
-    return Reply(
-        text=truncate(fallback, MAX_FALLBACK_TEXT),
-        blocks=[header(title), fields(facts)],
+    blocks: list[Block] = [header(title), fields(facts)]
+    if codec is not None:
+        blocks.append(_details_buttons(codec, assistant, build, back or ViewState(assistant)))
+    return Reply(text=truncate(fallback, MAX_FALLBACK_TEXT), blocks=blocks)
+
+
+def without_buttons(reply: Reply, *, note: str) -> Reply:
+    """Return `reply` without its buttons and with `note` under its header, for posting to a channel."""
+    blocks = [_strip_accessory(block) for block in reply.blocks if not isinstance(block, ActionsBlock)]
+    return with_note(Reply(text=reply.text, blocks=blocks, ok=reply.ok), note)
+
+
+def _strip_accessory(block: Block) -> Block:
+    if isinstance(block, SectionBlock) and block.accessory is not None:
+        return SectionBlock(text=block.text, fields=block.fields)
+    return block
+
+
+def _build_section(build: ModelBuild, state: ViewState, codec: ButtonCodec | None, *, now: datetime) -> SectionBlock:
+    block = section(_build_line(build, now=now))
+    if codec is None or build.sid is None:
+        return block
+    value = codec.encode(ViewState(state.assistant, state.status, state.offset, build=build.sid))
+    return SectionBlock(text=block.text, accessory=ButtonElement(text="Details", action_id=views.DETAILS, value=value))
+
+
+def _list_buttons(codec: ButtonCodec, state: ViewState, *, total: int, limit: int) -> ActionsBlock:
+    buttons: list[ButtonElement] = []
+    if state.offset > 0:
+        buttons.append(_button(codec, "Newer", views.NEWER, ViewState(state.assistant, state.status, max(state.offset - limit, 0))))
+    if state.offset + limit < total:
+        buttons.append(_button(codec, "Older", views.OLDER, ViewState(state.assistant, state.status, state.offset + limit)))
+    if state.status != "failed":
+        buttons.append(_button(codec, "Failed only", views.FAILED_ONLY, ViewState(state.assistant, "failed")))
+    if state.status is not None:
+        buttons.append(_button(codec, "All builds", views.ALL_BUILDS, ViewState(state.assistant)))
+    buttons.append(_button(codec, "Refresh", views.REFRESH, state))
+    buttons.append(_button(codec, "Share in channel", views.SHARE, state))
+    return ActionsBlock(elements=buttons)
+
+
+def _details_buttons(codec: ButtonCodec, assistant: str, build: ModelBuild, back: ViewState) -> ActionsBlock:
+    current = ViewState(assistant, back.status, back.offset, build=build.sid)
+    return ActionsBlock(
+        elements=[
+            _button(codec, "Back to builds", views.BACK, ViewState(back.assistant, back.status, back.offset)),
+            _button(codec, "Refresh", views.REFRESH, current),
+            _button(codec, "Share in channel", views.SHARE, current),
+        ]
     )
+
+
+def _button(codec: ButtonCodec, text: str, action_id: str, state: ViewState) -> ButtonElement:
+    return ButtonElement(text=text, action_id=action_id, value=codec.encode(state))
 
 
 def render_failed(report: FailedReport, *, now: datetime, command: str = DEFAULT_COMMAND) -> Reply:
@@ -271,7 +333,7 @@ def _error_details(error: AutopilotError) -> str:
     return " · ".join(parts)
 
 
-def _summaryfields(builds: Sequence[ModelBuild], *, now: datetime) -> SectionBlock:
+def _summary_fields(builds: Sequence[ModelBuild], *, now: datetime) -> SectionBlock:
     summary = summarize(builds, now=now)
     latest = summary.latest
     last_success = summary.last_success
@@ -285,6 +347,7 @@ def _summaryfields(builds: Sequence[ModelBuild], *, now: datetime) -> SectionBlo
             + (f"{slack_date(last_success.date_created, now=now)} ({name(last_success.name, limit=40)})" if last_success else "none"),
             f"*Failed in 24 h*\n{summary.failed_recently}",
             f"*Median duration*\n{median}" + (f" (last {summary.median_sample})" if summary.median_sample else ""),
+            f"*Trend, last {TREND_SAMPLE} builds*\n{trend_text(trend(builds))}",
         ]
     )
 
@@ -302,8 +365,11 @@ def _no_builds_text(assistant: str, status: str | None, total: int) -> str:
     return f"No builds with status {escape(status)} among the {_count(total, 'build')} of {name(assistant)}."
 
 
-def _list_footer(command: str, assistant: str, shown: int, available: int, complete: bool) -> str:
-    parts = [f"Showing {shown} of {available} builds."] if shown else []
+def _list_footer(command: str, assistant: str, offset: int, shown: int, available: int, complete: bool) -> str:
+    if offset == 0:
+        parts = [f"Showing {shown} of {available} builds."] if shown else []
+    else:
+        parts = [f"Showing {offset + 1}–{offset + shown} of {available} builds."] if shown else []
     if shown:
         parts.append(f"Details of one build: `{command} {escape(assistant)} <build>`.")
     if not complete:

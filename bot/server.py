@@ -30,9 +30,11 @@ from bot.alerts.runtime import AlertRuntime
 from bot.core import BuildsCore, Clock, utc_now
 from bot.delivery import ReplyDelivery, ResponseUrls, slack_error_code
 from bot.errors import ConfigError
+from bot.home import HomeTab
 from bot.retry import RetryPolicy, Sleep
 from bot.slack_retry import build_retry_handlers
 from bot.tasks import BackgroundTasks
+from bot.views import ButtonCodec, codec_key
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +113,14 @@ class BotRuntime:
         alerts = AlertRuntime(
             self._settings, client=client, slack_client=slack_client, token=token, clock=self._clock, sleep=self._retry_sleep
         )
-        self.alerts = await self._stack.enter_async_context(alerts)
-        core = BuildsCore(settings=self._settings, client=client, clock=self._clock, alerts=alerts.commands)
+        try:
+            self.alerts = await self._stack.enter_async_context(alerts)
+        except (FileNotFoundError, PermissionError) as error:
+            raise ConfigError("BUILDS_STATE_URL", f"cannot open the state database ({error}). Create its folder or change the URL.") from error
+        # The signing secret keys button values; Socket Mode may run without one, so the bot token stands in.
+        secret = self._settings.slack_signing_secret.reveal() if self._settings.slack_signing_secret else token
+        codec = ButtonCodec(codec_key(secret))
+        core = BuildsCore(settings=self._settings, client=client, clock=self._clock, alerts=alerts.commands, codec=codec)
         alerts.attach_digest(core.builds_in_scope)
         delivery = ReplyDelivery(client=slack_client, token=token, response_urls=ResponseUrls(), retry_handlers=retry_handlers)
         bolt = create_app(
@@ -123,6 +131,9 @@ class BotRuntime:
             client=slack_client,
             delivery=delivery,
             alerts=alerts.commands,
+            codec=codec,
+            home=HomeTab(core=core, store=alerts.store, client=slack_client, token=token, clock=self._clock),
+            token=token,
             socket_mode=self._socket_mode,
         )
         if self._socket_mode:

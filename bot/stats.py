@@ -47,3 +47,45 @@ def failed_within(builds: Sequence[ModelBuild], *, since: datetime) -> list[Mode
 
 def _created_since(build: ModelBuild, since: datetime) -> bool:
     return build.date_created is not None and build.date_created >= since
+
+
+SPARK_LEVELS = "▁▂▃▄▅▆▇█"
+NO_DURATION = "·"
+TREND_SAMPLE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """Failure rate and durations over the latest builds, for spotting a slowdown or a streak."""
+
+    failure_rate: float | None
+    finished: int
+    median_duration: float | None
+    sparkline: str
+
+
+def trend(builds: Sequence[ModelBuild], *, sample: int = TREND_SAMPLE) -> Trend:
+    """Return the trend of the latest `sample` builds (ordered newest first)."""
+    recent = list(builds[:sample])
+    finished = [build for build in recent if build.status in ("completed", "failed")]
+    failed = sum(1 for build in finished if build.status == "failed")
+    durations = [build.build_duration for build in recent if build.build_duration is not None]
+
+    return Trend(
+        failure_rate=failed / len(finished) if finished else None,
+        finished=len(finished),
+        median_duration=statistics.median(durations) if durations else None,
+        sparkline=sparkline([build.build_duration for build in reversed(recent)]),
+    )
+
+
+def sparkline(values: Sequence[int | None]) -> str:
+    """Return one block character per value, scaled between the smallest and largest, oldest first."""
+    known = [value for value in values if value is not None]
+    if not known:
+        return ""
+
+    low, high = min(known), max(known)
+    span = high - low or 1
+    top = len(SPARK_LEVELS) - 1
+    return "".join(NO_DURATION if value is None else SPARK_LEVELS[round((value - low) / span * top)] for value in values)

@@ -257,6 +257,22 @@ def signed_action(
     return body, sign(body, secret=secret, timestamp=int(time.time()))
 
 
+def signed_event(event: dict[str, Any], *, secret: str, event_id: str | None = None) -> tuple[str, dict[str, str]]:
+    """Return the body and headers of an Events API delivery signed like Slack's."""
+    envelope = {
+        "token": "legacy-verification-token",
+        "team_id": TEAM_ID,
+        "api_app_id": "A0BUILDS01",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{time.monotonic_ns()}",
+        "event_time": int(time.time()),
+    }
+    body = json.dumps(envelope)
+    headers = sign(body, secret=secret, timestamp=int(time.time()))
+    return body, {**headers, "Content-Type": "application/json"}
+
+
 def sign(body: str, *, secret: str, timestamp: int) -> dict[str, str]:
     """Return the headers Slack adds to a request: timestamp and v0 HMAC-SHA256 signature."""
     base = f"v0:{timestamp}:{body}".encode()

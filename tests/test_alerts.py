@@ -199,8 +199,8 @@ async def test_second_failure_threads_and_updates_parent(bot: AlertBot) -> None:
     assert "Failure 2 in a row: build *v43*" in blocks_text(posts[1])
     assert len(updates) == 1
     assert updates[0].body["ts"] == parent_ts
-    assert "2 failures in a row" in blocks_text(updates[0])
-    assert "build *v42* failed" in blocks_text(updates[0])
+    assert "2 failures in a row, since build v42" in blocks_text(updates[0])
+    assert "build *v43* failed" in blocks_text(updates[0])
 
 
 async def test_recovery_replies_and_turns_parent_green(bot: AlertBot) -> None:
@@ -358,7 +358,7 @@ async def test_failed_delivery_kept_shown_and_retried(bot: AlertBot) -> None:
 
     assert first == 0
     assert "Last delivery error: `not_in_channel`" in message_text(listing)
-    assert "1 alerts are waiting to be delivered" in message_text(listing)
+    assert "1 alert is waiting to be delivered" in message_text(listing)
     assert second == 1
     assert "waiting to be delivered" not in message_text(after)
     assert "Last delivery error" not in message_text(after)
@@ -394,6 +394,7 @@ async def test_mute_suppresses_until_expiry(bot: AlertBot) -> None:
     await bot.poll()
     muted_sent = await bot.send()
     lookup = await bot.command("support-bot")
+    listing = await bot.command("subscriptions")
 
     bot.clock.now += timedelta(minutes=61)
     bot.add_build("failed", name="after-mute", minutes_ago=1)
@@ -402,6 +403,7 @@ async def test_mute_suppresses_until_expiry(bot: AlertBot) -> None:
 
     assert "muted in this channel until" in message_text(reply)
     assert muted_sent == 1
+    assert "Last alert delivered: none yet" in message_text(listing)
     assert f"Alerts muted in this channel by <@{ENGINEER}> until" in message_text(lookup)
     assert len(bot.posts()) == 1
     assert "after-mute" in blocks_text(bot.posts()[0])
@@ -532,3 +534,23 @@ async def test_completion_after_unannounced_failure(slack: SlackStandIn) -> None
 
     assert len(bot.posts()) == 1
     assert "build *green-again* completed" in blocks_text(bot.posts()[0])
+
+
+async def test_muted_failure_still_counts_in_streak(bot: AlertBot) -> None:
+    bot.add_build("failed", name="first", minutes_ago=30)
+    await bot.poll()
+    await bot.send()
+    await bot.command("mute support-bot 10m")
+    bot.add_build("failed", name="while-muted", minutes_ago=20)
+    await bot.poll()
+    await bot.send()
+
+    bot.clock.now += timedelta(minutes=11)
+    bot.add_build("failed", name="third", minutes_ago=1)
+    await bot.poll()
+    await bot.send()
+
+    posts = bot.posts()
+    assert len(posts) == 2
+    assert "Failure 3 in a row: build *third*" in blocks_text(posts[1])
+    assert "3 failures in a row, since build first" in blocks_text(bot.updates()[-1])

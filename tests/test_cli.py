@@ -269,3 +269,31 @@ async def test_query_logs_credentials_conflict(sandbox: SandboxServer) -> None:
 
     assert "WARNING bot.cli config.credentials_conflict: TWILIO_API_KEY is used and TWILIO_AUTH_TOKEN ignored" in stderr
     assert "api-secret-value" not in stderr
+
+
+async def test_sandbox_port_in_use_explained(sandbox: SandboxServer) -> None:
+    port = sandbox.base_url.rsplit(":", 1)[1]
+
+    code, _, stderr = await run("sandbox", "--port", port, env=clean_environment())
+
+    assert code == 2
+    assert f"builds-bot: cannot listen on 127.0.0.1:{port}" in stderr
+    assert "pick another --port" in stderr
+    assert "Traceback" not in stderr
+
+
+async def test_check_reports_serve_only_problems(sandbox: SandboxServer, tmp_path: Path) -> None:
+    env = clean_environment(
+        AUTOPILOT_BASE_URL=sandbox.base_url,
+        TWILIO_ACCOUNT_SID=sandbox.credentials.account_sid,
+        TWILIO_AUTH_TOKEN=sandbox.credentials.auth_token,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        BUILDS_STATE_URL=f"sqlite:///{tmp_path / 'missing' / 'state.db'}",
+    )
+
+    code, stdout, _ = await run("check", env=env)
+
+    assert code == 1
+    assert "FAIL  configuration: BUILDS_STATE_URL: the folder" in stdout
+    assert "does not exist" in stdout

@@ -48,8 +48,9 @@ def test_manifest_declares_default_command() -> None:
 def test_manifest_requests_only_needed_scopes() -> None:
     oauth = load_manifest()["oauth_config"]
 
-    # commands for /builds; chat:write for chat.postEphemeral when a response_url fails.
-    assert sorted(oauth["scopes"]["bot"]) == ["chat:write", "commands"]
+    # commands for /builds; chat:write for alerts, digests and the reply fallback;
+    # links:read and links:write for link previews (link_shared and chat.unfurl).
+    assert sorted(oauth["scopes"]["bot"]) == ["chat:write", "commands", "links:read", "links:write"]
     assert "user" not in oauth["scopes"]
 
 
@@ -58,3 +59,11 @@ def test_manifest_enables_socket_mode_and_interactivity() -> None:
 
     assert settings["socket_mode_enabled"] is True
     assert settings["interactivity"]["is_enabled"] is True
+
+
+def test_manifest_declares_home_and_unfurls() -> None:
+    manifest = load_manifest()
+
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["features"]["unfurl_domains"] == ["autopilot.twilio.com"]
+    assert sorted(manifest["settings"]["event_subscriptions"]["bot_events"]) == ["app_home_opened", "link_shared"]

@@ -322,7 +322,13 @@ def test_render_assistant_builds_no_builds() -> None:
     assert_within_slack_limits(reply)
     assert reply.text == "No builds yet for support-bot"
     assert "No builds yet for support-bot." in _sections(reply)
-    assert _fields(reply) == ["*Latest build*\nnone yet", "*Last successful*\nnone", "*Failed in 24 h*\n0", f"*Median duration*\n{PLACEHOLDER}"]
+    assert _fields(reply) == [
+        "*Latest build*\nnone yet",
+        "*Last successful*\nnone",
+        "*Failed in 24 h*\n0",
+        f"*Median duration*\n{PLACEHOLDER}",
+        f"*Trend, last 20 builds*\nno finished builds of last 0, median {PLACEHOLDER}",
+    ]
 
 
 def test_render_assistant_builds_no_match_for_status() -> None:
@@ -524,12 +530,14 @@ def test_render_summary_fields() -> None:
     ]
     latest_timestamp = calendar.timegm((NOW - timedelta(minutes=10, seconds=40)).utctimetuple())
 
-    latest, last_success, failed, median = _fields(_assistant_builds(builds))
+    latest, last_success, failed, median, recent = _fields(_assistant_builds(builds))
 
     assert latest == f"*Latest build*\n🔨 building <!date^{latest_timestamp}^{{ago}}|10m ago>"
     assert last_success == f"*Last successful*\n{_slack_date(NOW - timedelta(hours=2))} (v44)"
     assert failed == "*Failed in 24 h*\n2"
     assert median == "*Median duration*\n2m 0s (last 5)"
+    # 3 of the 5 finished builds failed; durations oldest first: 100, 300, 600, 60, 120, none.
+    assert recent == "*Trend, last 20 builds*\n60% failed of last 5, median 2m 0s `▂▄█▁▂·`"
 
 
 def test_render_summary_failure_25h_not_counted() -> None:

@@ -8,14 +8,14 @@ import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from bot.errors import ConfigError
-from bot.state.base import ALL_ASSISTANTS, Alert, AssistantState, Mute, OutboxItem, SeenBuild, StateStore, Subscription, Thread
-from bot.state.sqlite import SqliteStateStore, store_from_url
+from bot.state.base import ALL_ASSISTANTS, Alert, AssistantState, Digest, Mute, OutboxItem, SeenBuild, StateStore, Subscription, Thread
+from bot.state.sqlite import SCHEMA_VERSION, SqliteStateStore, store_from_url
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CEST = timezone(timedelta(hours=2))
@@ -442,6 +442,96 @@ async def test_mark_sent_unknown_id_saves_no_thread(store: SqliteStateStore) -> 
     assert await store.thread(CHANNEL, ASSISTANT) is None
 
 
+# Digests
+
+
+def digest(*, channel_id: str = CHANNEL, time_of_day: str = "09:00", timezone: str = "Europe/Berlin", last_sent_on: date | None = None) -> Digest:
+    return Digest(channel_id, time_of_day, timezone, "U01", T0, last_sent_on)
+
+
+async def test_digest_round_trips_in_channel_order(store: SqliteStateStore) -> None:
+    later = digest(channel_id=OTHER_CHANNEL, time_of_day="17:30", timezone="UTC", last_sent_on=date(2024, 4, 30))
+    earlier = dataclasses.replace(digest(), created_at=T0.astimezone(CEST))
+
+    assert await store.digests() == []
+    await store.set_digest(later)
+    await store.set_digest(earlier)
+
+    assert await store.digests() == [digest(), later]
+
+
+async def test_set_digest_replace_keeps_last_sent_on(store: SqliteStateStore) -> None:
+    await store.set_digest(digest())
+    await store.mark_digest_sent(CHANNEL, date(2024, 5, 1))
+    replacement = Digest(CHANNEL, "17:30", "America/New_York", "U02", T0 + timedelta(hours=1), last_sent_on=None)
+
+    await store.set_digest(replacement)
+
+    assert await store.digests() == [dataclasses.replace(replacement, last_sent_on=date(2024, 5, 1))]
+
+
+async def test_remove_digest_returns_whether_deleted(store: SqliteStateStore) -> None:
+    await store.set_digest(digest())
+    await store.set_digest(digest(channel_id=OTHER_CHANNEL))
+
+    assert await store.remove_digest(CHANNEL) is True
+    assert await store.remove_digest(CHANNEL) is False
+    assert [item.channel_id for item in await store.digests()] == [OTHER_CHANNEL]
+
+
+async def test_mark_digest_sent_sets_day_of_one_channel(store: SqliteStateStore) -> None:
+    await store.set_digest(digest())
+    await store.set_digest(digest(channel_id=OTHER_CHANNEL))
+
+    await store.mark_digest_sent(CHANNEL, date(2024, 5, 1))
+    await store.mark_digest_sent(CHANNEL, date(2024, 5, 2))
+
+    assert await store.digests() == [digest(last_sent_on=date(2024, 5, 2)), digest(channel_id=OTHER_CHANNEL)]
+
+
+async def test_mark_digest_sent_without_digest_does_nothing(store: SqliteStateStore) -> None:
+    await store.mark_digest_sent(CHANNEL, date(2024, 5, 1))
+
+    assert await store.digests() == []
+
+
+async def test_digest_survives_reopen(store: SqliteStateStore) -> None:
+    await store.set_digest(digest(last_sent_on=date(2024, 5, 1)))
+
+    again = await reopen(store)
+    try:
+        assert await again.digests() == [digest(last_sent_on=date(2024, 5, 1))]
+    finally:
+        await again.close()
+
+
+async def test_open_upgrades_version_1_file(store: SqliteStateStore, db_path: Path) -> None:
+    """A version-1 file is the current schema without the digests table."""
+    subscription = Subscription(CHANNEL, ASSISTANT, "failures", "U01", T0)
+    await store.subscribe(subscription)
+    await store.close()
+    connection = sqlite3.connect(db_path)
+    connection.execute("DROP TABLE digests")
+    connection.execute("PRAGMA user_version = 1")
+    connection.close()
+
+    upgraded = SqliteStateStore(db_path)
+    await upgraded.open()
+    try:
+        assert await upgraded.subscriptions() == [subscription]
+        assert await upgraded.digests() == []
+        await upgraded.set_digest(digest())
+        assert await upgraded.digests() == [digest()]
+    finally:
+        await upgraded.close()
+
+    connection = sqlite3.connect(db_path)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+    finally:
+        connection.close()
+
+
 # Durability, times and lifecycle
 
 
@@ -473,7 +563,7 @@ async def test_open_sets_schema_version_and_wal(store: SqliteStateStore, db_path
 
     connection = sqlite3.connect(db_path)
     try:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         connection.close()
@@ -481,11 +571,11 @@ async def test_open_sets_schema_version_and_wal(store: SqliteStateStore, db_path
 
 async def test_open_newer_schema_raises(db_path: Path) -> None:
     connection = sqlite3.connect(db_path)
-    connection.execute("PRAGMA user_version = 2")
+    connection.execute("PRAGMA user_version = 3")
     connection.close()
     store = SqliteStateStore(db_path)
 
-    with pytest.raises(RuntimeError, match="has schema version 2, newer than version 1"):
+    with pytest.raises(RuntimeError, match="has schema version 3, newer than version 2"):
         await store.open()
 
     with pytest.raises(RuntimeError, match="is closed"):
@@ -638,3 +728,19 @@ def test_store_from_url_invalid_raises_config_error(url: str, message: str) -> N
 
     assert raised.value.variable == "BUILDS_STATE_URL"
     assert "sqlite:////absolute/path.db or sqlite:///:memory:" in str(raised.value)
+
+
+async def test_mutes_lists_active_only(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "mutes.db")
+    await store.open()
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    try:
+        await store.mute(Mute("C2", "support-bot", "U1", now + timedelta(hours=1)))
+        await store.mute(Mute("C1", "billing", "U2", now + timedelta(minutes=5)))
+        await store.mute(Mute("C1", "expired", "U1", now - timedelta(minutes=1)))
+
+        active = await store.mutes(now=now)
+    finally:
+        await store.close()
+
+    assert [(mute.channel_id, mute.assistant) for mute in active] == [("C1", "billing"), ("C2", "support-bot")]

@@ -42,9 +42,11 @@ def build_to_alert(build: ModelBuild) -> dict[str, object]:
     }
 
 
-def failure_parent(assistant: str, build: ModelBuild, *, failures: int, now: datetime) -> Reply:
-    """Return the parent message of a failure streak, with the streak's failure count."""
+def failure_parent(assistant: str, build: ModelBuild, *, failures: int, now: datetime, first_build: str | None = None) -> Reply:
+    """Return the parent message of a failure streak: its latest failure and the streak's length."""
     streak = "1 failure so far" if failures == 1 else f"{failures} failures in a row"
+    if failures > 1 and first_build:
+        streak += f", since build {name(first_build)}"
     text = f"❌ {name(assistant)}: build {name(build.name)} failed"
     blocks: list[Block] = [
         section(f"❌ *{name(assistant)}*: build *{name(build.name)}* failed\n{_facts(build, now=now)}"),

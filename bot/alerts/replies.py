@@ -93,7 +93,8 @@ def subscription_list(
     if pending:
         blocks.append(context(_pending_line(pending, now=now)))
 
-    return Reply(text=f"{len(subscriptions)} alert subscriptions in this channel", blocks=blocks)
+    count = "1 alert subscription" if len(subscriptions) == 1 else f"{len(subscriptions)} alert subscriptions"
+    return Reply(text=f"{count} in this channel", blocks=blocks)
 
 
 def _subscription_line(subscription: Subscription, *, scope_all: str, now: datetime) -> str:
@@ -109,9 +110,10 @@ def _subscription_line(subscription: Subscription, *, scope_all: str, now: datet
 
 def _pending_line(pending: Sequence[OutboxItem], *, now: datetime) -> str:
     failing = [item for item in pending if item.attempts]
-    text = f"⏳ {len(pending)} alerts are waiting to be delivered."
+    text = "⏳ 1 alert is waiting to be delivered." if len(pending) == 1 else f"⏳ {len(pending)} alerts are waiting to be delivered."
     if failing:
         latest = failing[-1]
         retry = slack_date(latest.next_attempt_at, now=now) if latest.next_attempt_at else "soon"
-        text += f" Last error: `{name(latest.last_error)}` after {latest.attempts} attempts; next try {retry}."
+        attempts = "1 attempt" if latest.attempts == 1 else f"{latest.attempts} attempts"
+        text += f" Last error: `{name(latest.last_error)}` after {attempts}; next try {retry}."
     return text

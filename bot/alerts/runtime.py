@@ -1,4 +1,4 @@
-"""Wiring of the alert machinery: state store, channel commands, poller, sender and callbacks."""
+"""Wiring of the alert machinery: state store, channel commands, poller, sender, daily digests and callbacks."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from bot.alerts.sender import AlertSender
 from bot.alerts.service import AlertCommands
 from bot.autopilot import AutopilotClient
 from bot.config import Settings
+from bot.core import ScopedBuilds
+from bot.digest import DigestScheduler
 from bot.retry import Sleep
 from bot.state.sqlite import store_from_url
 
@@ -26,7 +28,7 @@ LOOP_STOP_TIMEOUT = 10.0
 
 
 class AlertRuntime:
-    """Open the store, serve the channel commands, and run the poller and the sender until closed."""
+    """Open the store, serve the channel commands, and run the poller, the sender and the digests until closed."""
 
     def __init__(
         self,
@@ -39,10 +41,14 @@ class AlertRuntime:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._settings = settings
+        self._slack_client = slack_client
+        self._token = token
+        self._clock = clock
         self.store = store_from_url(settings.state_url)
         self.sender = AlertSender(store=self.store, client=slack_client, token=token, clock=clock, sleep=sleep)
         self.poller = Poller(settings=settings, client=client, store=self.store, clock=clock, on_enqueued=self.sender.wake)
         self.commands = AlertCommands(settings=settings, store=self.store, clock=clock, on_subscribed=self.poller.trigger)
+        self.digests: DigestScheduler | None = None
         self._stop = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -63,12 +69,26 @@ class AlertRuntime:
                 task.cancel()
         await self.store.close()
 
+    def attach_digest(self, load_builds: Callable[[], Awaitable[list[ScopedBuilds]]]) -> DigestScheduler:
+        """Create the daily digest scheduler, which reads builds with `load_builds`. `start_loops` then runs it."""
+        self.digests = DigestScheduler(
+            store=self.store,
+            load_builds=load_builds,
+            client=self._slack_client,
+            token=self._token,
+            clock=self._clock,
+            stuck_after=self._settings.stuck_after,
+        )
+        return self.digests
+
     def start_loops(self) -> None:
-        """Start polling and sending in the background; closing the runtime stops both."""
+        """Start polling, sending and, once attached, the digests in the background. Closing the runtime stops them."""
         self._loops = [
             asyncio.create_task(self.poller.run(self._stop), name="alerts.poller"),
             asyncio.create_task(self.sender.run(self._stop), name="alerts.sender"),
         ]
+        if self.digests is not None:
+            self._loops.append(asyncio.create_task(self.digests.run(self._stop), name="alerts.digests"))
 
     def callback_route(self) -> Callable[[web.Request], Awaitable[web.Response]] | None:
         """Return the Twilio status callback handler, or None when BUILDS_PUBLIC_URL is not set."""

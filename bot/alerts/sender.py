@@ -105,26 +105,34 @@ class AlertSender:
     async def _send_one(self, item: OutboxItem) -> bool:
         alert = item.alert
         ids = {"outbox_id": item.id, "channel_id": alert.channel_id, "assistant": alert.assistant, "kind": alert.kind}
+        now = self._clock()
+        mute = await self._store.active_mute(alert.channel_id, alert.assistant, now=now)
+        if mute is not None:
+            await self._store.mark_sent(item.id, at=now, thread=await self._muted_thread(item))
+            logger.info("sender.alert_muted", extra={**ids, "muted_by": mute.muted_by})
+            return True
+
         try:
             thread = await self._deliver(item)
         except DeliveryFailed as error:
             await self._record_failure(item, str(error), ids)
             return False
 
-        now = self._clock()
         await self._store.mark_sent(item.id, at=now, thread=thread)
         await self._record_delivery(alert.channel_id, alert.assistant, at=now, error=None)
         logger.info("sender.alert_sent", extra=ids)
         return True
 
+    async def _muted_thread(self, item: OutboxItem) -> Thread | None:
+        # A failure during a mute still lengthens an open streak, so its count stays true.
+        thread = await self._store.thread(item.alert.channel_id, item.alert.assistant)
+        if item.alert.kind != "failure" or thread is None or thread.state != "red":
+            return None
+        return dataclasses.replace(thread, failures=thread.failures + 1)
+
     async def _deliver(self, item: OutboxItem) -> Thread | None:
         alert = item.alert
         now = self._clock()
-        mute = await self._store.active_mute(alert.channel_id, alert.assistant, now=now)
-        if mute is not None:
-            logger.info("sender.alert_muted", extra={"outbox_id": item.id, "channel_id": alert.channel_id, "muted_by": mute.muted_by})
-            return None
-
         build = messages.build_from_alert(alert.build)
         thread = await self._store.thread(alert.channel_id, alert.assistant)
         if alert.kind == "failure":
@@ -143,8 +151,8 @@ class AlertSender:
 
         failures = thread.failures + 1
         await self._post(channel, messages.failure_reply(assistant, build, failures=failures, now=now), thread_ts=thread.parent_ts)
-        first = dataclasses.replace(build, unique_name=thread.first_build) if thread.first_build else build
-        await self._update(channel, thread.parent_ts, messages.failure_parent(assistant, first, failures=failures, now=now))
+        parent = messages.failure_parent(assistant, build, failures=failures, now=now, first_build=thread.first_build)
+        await self._update(channel, thread.parent_ts, parent)
         return dataclasses.replace(thread, failures=failures)
 
     async def _recovery(self, channel: str, assistant: str, build: ModelBuild, thread: Thread | None, *, now: datetime) -> Thread | None:

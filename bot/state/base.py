@@ -183,6 +183,9 @@ class StateStore(Protocol):
     async def active_mute(self, channel_id: str, assistant: str, *, now: datetime) -> Mute | None:
         """Return the mute of an assistant in a channel if it lasts beyond `now`, else None."""
 
+    async def mutes(self, *, now: datetime) -> list[Mute]:
+        """Return every mute that lasts beyond `now`, ordered by channel then assistant."""
+
     def cached_mute(self, channel_id: str, assistant: str, *, now: datetime) -> Mute | None:
         """Return the same as `active_mute`, from memory and without I/O, for answers inside an acknowledgement."""
 

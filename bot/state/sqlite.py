@@ -10,8 +10,14 @@ documentation, a commit then survives a crash of the bot, but the last commits
 may roll back after a power loss or an operating system crash.
 
 Times are stored as ISO 8601 UTC text with microseconds, which has a fixed
-width, so SQL compares and sorts it in time order. Booleans are stored as 0
-and 1, and the build of an alert as JSON text.
+width, so SQL compares and sorts it in time order. Calendar days are stored as
+ISO 8601 dates (`2026-12-04`). Booleans are stored as 0 and 1, and the build
+of an alert as JSON text.
+
+`PRAGMA user_version` is the schema version. Version 2 adds the `digests`
+table to version 1. Every statement of `SCHEMA` is `CREATE … IF NOT EXISTS`,
+so `open()` upgrades an older file in place by running them all, and it
+rejects a file with a newer version.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,6 +38,7 @@ from bot.errors import ConfigError
 from bot.state.base import (
     Alert,
     AssistantState,
+    Digest,
     Mute,
     OutboxItem,
     SeenBuild,
@@ -44,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 IN_MEMORY = ":memory:"
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
 URL_PREFIX = "sqlite:///"
@@ -119,10 +126,22 @@ SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (next_attempt_at) WHERE sent_at IS NULL",
+    # Added in schema version 2.
+    """
+    CREATE TABLE IF NOT EXISTS digests (
+        channel_id TEXT PRIMARY KEY,
+        time_of_day TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_sent_on TEXT
+    )
+    """,
 )
 
 SUBSCRIPTION_COLUMNS = "channel_id, assistant, level, created_by, created_at, last_alert_at, last_error, last_error_at"
 OUTBOX_COLUMNS = "id, channel_id, assistant, kind, build, created_at, attempts, last_error, next_attempt_at"
+DIGEST_COLUMNS = "channel_id, time_of_day, timezone, created_by, created_at, last_sent_on"
 
 
 def store_from_url(url: str) -> StateStore:
@@ -170,7 +189,7 @@ class SqliteStateStore:
         return self._path
 
     async def open(self) -> None:
-        """Start the worker thread, connect, create the schema if needed and load the mutes.
+        """Start the worker thread, connect, create or upgrade the schema and load the mutes.
 
         Raises:
             RuntimeError: the store is already open, or the file has a newer schema.
@@ -318,6 +337,13 @@ class SqliteStateStore:
         row = await self._run(lambda connection: connection.execute(sql, parameters).fetchone())
         return None if row is None else _mute(row)
 
+    async def mutes(self, *, now: datetime) -> list[Mute]:
+        """Return every mute that lasts beyond `now`, ordered by channel then assistant."""
+        sql = "SELECT channel_id, assistant, muted_by, until FROM mutes WHERE until > ? ORDER BY channel_id, assistant"
+        parameters = (_to_text(now),)
+        rows = await self._run(lambda connection: connection.execute(sql, parameters).fetchall())
+        return [_mute(row) for row in rows]
+
     def cached_mute(self, channel_id: str, assistant: str, *, now: datetime) -> Mute | None:
         """Return the mute that `active_mute` would return, from memory and without I/O.
 
@@ -339,6 +365,35 @@ class SqliteStateStore:
         if mute is None or mute.until <= now:
             return None
         return mute
+
+    # Digests
+
+    async def set_digest(self, digest: Digest) -> None:
+        """Insert or replace the digest of a channel.
+
+        Replacing keeps the stored `last_sent_on` and ignores the one of `digest`,
+        so changing the time of a digest that went out today does not send it twice today.
+        """
+        row = _digest_row(digest)
+        await self._run(lambda connection: _upsert_digest(connection, row))
+
+    async def remove_digest(self, channel_id: str) -> bool:
+        """Delete the digest of a channel and return whether one existed."""
+        sql = "DELETE FROM digests WHERE channel_id = ?"
+        deleted = await self._run(lambda connection: connection.execute(sql, (channel_id,)).rowcount)
+        return deleted > 0
+
+    async def digests(self) -> list[Digest]:
+        """Return every channel's digest, ordered by channel."""
+        sql = f"SELECT {DIGEST_COLUMNS} FROM digests ORDER BY channel_id"
+        rows = await self._run(lambda connection: connection.execute(sql).fetchall())
+        return [_digest(row) for row in rows]
+
+    async def mark_digest_sent(self, channel_id: str, day: date) -> None:
+        """Set `last_sent_on` of a channel's digest to the local day `day`. Does nothing when the channel has no digest."""
+        sql = "UPDATE digests SET last_sent_on = ? WHERE channel_id = ?"
+        parameters = (day.isoformat(), channel_id)
+        await self._run(lambda connection: connection.execute(sql, parameters))
 
     # Outbox
 
@@ -400,7 +455,7 @@ class SqliteStateStore:
         return work(connection)
 
     def _connect(self) -> tuple[sqlite3.Connection, list[Mute]]:
-        """Open and configure the connection, create the schema and read the mutes, in the worker thread."""
+        """Open and configure the connection, create or upgrade the schema and read the mutes, in the worker thread."""
         # isolation_level=None leaves transactions to explicit BEGIN statements.
         connection = sqlite3.connect(str(self._path), isolation_level=None)
         try:
@@ -480,6 +535,10 @@ def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
             connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    # Version 0 is a new, empty file.
+    if 0 < version < SCHEMA_VERSION:
+        logger.info("state.sqlite_upgraded", extra={"path": str(path), "from_version": version, "to_version": SCHEMA_VERSION})
+
 
 def _insert_subscription(connection: sqlite3.Connection, row: tuple[str | None, ...]) -> None:
     connection.execute(f"INSERT OR REPLACE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
@@ -531,6 +590,15 @@ def _inserted_id(cursor: sqlite3.Cursor) -> int:
     if row_id is None:
         raise RuntimeError("SQLite returned no row id for an outbox insert")
     return row_id
+
+
+def _upsert_digest(connection: sqlite3.Connection, row: tuple[str | None, ...]) -> None:
+    connection.execute(
+        f"INSERT INTO digests ({DIGEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (channel_id) DO UPDATE SET time_of_day = excluded.time_of_day, timezone = excluded.timezone,"
+        " created_by = excluded.created_by, created_at = excluded.created_at",
+        row,
+    )
 
 
 def _select_pending(connection: sqlite3.Connection, channel_id: str | None) -> list[sqlite3.Row]:
@@ -657,6 +725,23 @@ def _mute(row: sqlite3.Row) -> Mute:
         assistant=row["assistant"],
         muted_by=row["muted_by"],
         until=_from_text(row["until"]),
+    )
+
+
+def _digest_row(digest: Digest) -> tuple[str | None, ...]:
+    last_sent_on = None if digest.last_sent_on is None else digest.last_sent_on.isoformat()
+    return (digest.channel_id, digest.time_of_day, digest.timezone, digest.created_by, _to_text(digest.created_at), last_sent_on)
+
+
+def _digest(row: sqlite3.Row) -> Digest:
+    last_sent_on = row["last_sent_on"]
+    return Digest(
+        channel_id=row["channel_id"],
+        time_of_day=row["time_of_day"],
+        timezone=row["timezone"],
+        created_by=row["created_by"],
+        created_at=_from_text(row["created_at"]),
+        last_sent_on=None if last_sent_on is None else date.fromisoformat(last_sent_on),
     )
 
 
