@@ -1,7 +1,8 @@
 """Slack event listeners: the App Home tab and link previews.
 
-Bolt acknowledges events itself; the listeners only start background work,
-so the acknowledgement never waits for the Autopilot API or Slack.
+Bolt acknowledges events itself once a listener returns. These listeners only
+start background work, so the acknowledgement does not wait for the
+Autopilot API or Slack.
 """
 
 from __future__ import annotations

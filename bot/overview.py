@@ -1,8 +1,8 @@
 """The one-glance overview of every assistant in scope: red first, then building, then green.
 
-Each line shows the latest build's status and age, the last successful build,
-failures in the last 24 h, the failure rate and median duration of the last
-20 builds with a sparkline of their durations, and whether alerts are muted.
+Each line shows the latest build's status and age, the last successful build
+and the failures in the last 24 h. It adds the failure rate, median duration
+and a duration sparkline of the last 20 builds, and whether alerts are muted.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ OTHER_RANK = 3
 
 @dataclass(frozen=True, slots=True)
 class OverviewRow:
-    """What the overview shows for one assistant, or the error that kept it from being read."""
+    """The overview data of one assistant, or the error that kept it from being read."""
 
     assistant: str
     latest: ModelBuild | None = None

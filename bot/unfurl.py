@@ -22,7 +22,7 @@ PATH = re.compile(r"/v1/Assistants/(?P<assistant>[^/]+)(?:/ModelBuilds(?:/(?P<bu
 
 @dataclass(frozen=True, slots=True)
 class BuildLink:
-    """What a pasted URL points at: an assistant, and possibly one of its builds."""
+    """The target of a pasted URL: an assistant, and possibly one of its builds."""
 
     url: str
     assistant: str

@@ -36,7 +36,7 @@ VIEW_ACTIONS = (NEWER, OLDER, FAILED_ONLY, ALL_BUILDS, REFRESH, DETAILS, BACK, S
 
 @dataclass(frozen=True, slots=True)
 class ViewState:
-    """What a lookup shows: an assistant, an optional status filter, a page offset, or one build."""
+    """The content of a lookup view: an assistant, an optional status filter, a page offset, or one build."""
 
     assistant: str
     status: str | None = None
