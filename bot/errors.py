@@ -9,6 +9,7 @@ a short plain explanation; the log keeps the detail.
     ├── InputError               a user typed something the bot cannot use
     │   └── InvalidIdentifierError   not a SID or unique name
     ├── CacheMiss                a cached-only lookup found nothing cached
+    ├── StateUnavailableError    the state store cannot be reached
     └── AutopilotError           a request to the Autopilot API failed
         ├── AuthenticationError      wrong credentials (HTTP 401, Twilio 20003)
         ├── NotFoundError            no such assistant or build (HTTP 404, 20404)
@@ -52,6 +53,10 @@ class InvalidIdentifierError(InputError):
 
 class CacheMiss(BuildsBotError):
     """A lookup allowed to read only the cache found nothing there."""
+
+
+class StateUnavailableError(BuildsBotError):
+    """The state store (SQLite file or Redis server) cannot be reached; alert work waits and retries."""
 
 
 class AutopilotError(BuildsBotError):

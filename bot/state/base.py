@@ -118,13 +118,33 @@ class OutboxItem:
 
 
 class StateStore(Protocol):
-    """Durable alert state; every write that belongs together happens in one transaction."""
+    """Durable alert state; every write that belongs together happens in one transaction.
+
+    A store that cannot reach its backend raises `bot.errors.StateUnavailableError`.
+    """
 
     async def open(self) -> None:
         """Create tables if needed and get ready for use."""
 
     async def close(self) -> None:
         """Release connections and threads."""
+
+    async def ping(self) -> None:
+        """Return when the backend answers; raise `StateUnavailableError` when it does not."""
+
+    # Coordination between replicas
+
+    async def acquire_lease(self, name: str, holder: str, *, ttl: float) -> bool:
+        """Take or renew the lease `name` for `holder` for `ttl` seconds; return whether `holder` holds it now.
+
+        Only one holder at a time holds a lease; it lapses `ttl` seconds after its last renewal.
+        """
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give up the lease `name` if `holder` holds it."""
+
+    async def claim_alert(self, item_id: int, holder: str, *, ttl: float) -> bool:
+        """Claim an outbox alert for sending for `ttl` seconds; return False when another holder has it."""
 
     # Subscriptions
 

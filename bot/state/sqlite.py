@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StateUnavailableError
 from bot.state.base import (
     Alert,
     AssistantState,
@@ -228,6 +228,26 @@ class SqliteStateStore:
             self._mutes = {}
 
         logger.info("state.sqlite_closed", extra={"path": str(self._path)})
+
+    async def ping(self) -> None:
+        """Return when the database answers a trivial query; raise `StateUnavailableError` when it fails."""
+        try:
+            await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
+        except (sqlite3.Error, RuntimeError) as error:
+            raise StateUnavailableError(f"the SQLite state database {str(self._path)!r} is not usable: {error}") from error
+
+    # Coordination: one process owns a SQLite file, so it holds every lease and claim.
+
+    async def acquire_lease(self, name: str, holder: str, *, ttl: float) -> bool:
+        """Return True: a SQLite store serves one process, which leads alone."""
+        return True
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Do nothing: a SQLite store has no other replica to hand the lease to."""
+
+    async def claim_alert(self, item_id: int, holder: str, *, ttl: float) -> bool:
+        """Return True: no other replica sends from this store's outbox."""
+        return True
 
     # Subscriptions
 
