@@ -34,6 +34,7 @@ from bot.errors import (
 )
 from bot.identifiers import validate_assistant, validate_build
 from bot.models import Assistant, ModelBuild, newest_first, parse_assistant, parse_model_build, parse_model_build_body, parse_page
+from bot.metrics import Metrics
 from bot.retry import RetryPolicy, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class AutopilotClient:
         max_connections: int = MAX_CONNECTIONS,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._base_url = settings.autopilot_base_url
@@ -91,6 +93,7 @@ class AutopilotClient:
         self._max_connections = max_connections
         self._retry = retry or RetryPolicy(attempts=settings.retry_attempts, deadline=settings.lookup_timeout)
         self._transport = transport
+        self._metrics = metrics or Metrics()
         self._http: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
 
@@ -225,6 +228,7 @@ class AutopilotClient:
                 delay = self._retry_delay(error, attempt, budget, retry_server_errors=retry_server_errors)
                 if delay is None:
                     raise
+                self._metrics.upstream_retries.labels(reason=type(error).__name__).inc()
                 logger.warning(
                     "autopilot.retrying",
                     extra={"url": url, "attempt": attempt, "delay": round(delay, 3), "error_type": type(error).__name__, "status": error.status},
@@ -251,8 +255,13 @@ class AutopilotClient:
             raise RuntimeError("AutopilotClient is not open: use it as 'async with AutopilotClient(settings)'")
 
         async with self._slots:
-            response = await self._send(url, params, timeout=timeout)
+            try:
+                response = await self._send(url, params, timeout=timeout)
+            except AutopilotError as error:
+                self._metrics.upstream(url, type(error).__name__)
+                raise
 
+        self._metrics.upstream(url, response.status_code)
         _raise_for_status(response)
         try:
             return response.json()

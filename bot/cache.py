@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from cachetools import TTLCache
 
 from bot.errors import CacheMiss
+from bot.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class LookupCache(Generic[V]):
         max_entries: int = DEFAULT_MAX_ENTRIES,
         timer: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utc_now,
+        metrics: Metrics | None = None,
     ) -> None:
         self._ttl = ttl
         self._entries: TTLCache[Hashable, Entry[V]] | None = None
@@ -74,6 +76,7 @@ class LookupCache(Generic[V]):
             self._last_good = TTLCache(maxsize=max_entries, ttl=stale_max, timer=timer)
         self._stale_on = stale_on
         self._now = now
+        self._metrics = metrics or Metrics()
         self._in_flight: dict[Hashable, asyncio.Task[Entry[V]]] = {}
 
     def __len__(self) -> int:
@@ -102,9 +105,12 @@ class LookupCache(Generic[V]):
         if refresh and self._entries is not None:
             self._entries.pop(key, None)
         try:
-            return self.peek_entry(key)
+            entry = self.peek_entry(key)
         except CacheMiss:
-            pass
+            self._metrics.cache_lookups.labels(result="miss").inc()
+        else:
+            self._metrics.cache_lookups.labels(result="hit").inc()
+            return entry
 
         task = self._in_flight.get(key)
         if task is None:
@@ -142,6 +148,7 @@ class LookupCache(Generic[V]):
         if last_good is None or not self._stale_on(error):
             raise error
 
+        self._metrics.cache_lookups.labels(result="stale").inc()
         logger.warning(
             "cache.serving_stale",
             extra={"key": repr(key), "fetched_at": last_good.fetched_at.isoformat(), "error_type": type(error).__name__},

@@ -159,7 +159,7 @@ def _print_reply(reply: Reply, *, as_json: bool) -> int:
 
 def _configure_logging(settings: Settings, level: str) -> None:
     secrets = [secret.reveal() for secret in _secrets(settings)]
-    configure_logging(level, secrets=secrets)
+    configure_logging(level, secrets=secrets, json_lines=settings.log_json)
     if settings.api_key is not None and settings.auth_token is not None:
         logger.warning("config.credentials_conflict: TWILIO_API_KEY is used and TWILIO_AUTH_TOKEN ignored; unset one of them")
 

@@ -157,6 +157,15 @@ def parse_command(text: str) -> Command:
     return _parse_second_word(assistant, words[1])
 
 
+def command_label(text: str) -> str:
+    """Return a short name of the command in `text` for metrics, such as `failed_builds`, or `invalid`."""
+    try:
+        command = parse_command(text)
+    except InputError:
+        return "invalid"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(command).__name__).lower()
+
+
 def parse_window(text: str) -> timedelta:
     """Parse a window such as `30m`, `6h` or `7d`, raising `InputError` when it is invalid."""
     match = WINDOW.fullmatch(text.lower())

@@ -101,6 +101,7 @@ class Settings:
     retry_attempts: int = DEFAULT_RETRY_ATTEMPTS
     lookup_timeout: float = DEFAULT_LOOKUP_TIMEOUT
     log_level: str = DEFAULT_LOG_LEVEL
+    log_json: bool = False
     state_url: str = DEFAULT_STATE_URL
     poll_interval: float = DEFAULT_POLL_INTERVAL
     catchup_window: timedelta = DEFAULT_CATCHUP_WINDOW
@@ -153,8 +154,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         retry_attempts=_retry_attempts(env),
         lookup_timeout=_seconds(env, "BUILDS_LOOKUP_TIMEOUT", DEFAULT_LOOKUP_TIMEOUT, minimum=1.0, maximum=MAX_LOOKUP_TIMEOUT),
         log_level=_log_level(env),
+        log_json=_log_format(env),
         state_url=env.get("BUILDS_STATE_URL", DEFAULT_STATE_URL),
-        poll_interval=_seconds(env, "BUILDS_POLL_INTERVAL", DEFAULT_POLL_INTERVAL, minimum=5.0, maximum=3600.0),
+        poll_interval=_seconds(env, "BUILDS_POLL_INTERVAL", DEFAULT_POLL_INTERVAL, minimum=1.0, maximum=3600.0),
         catchup_window=_duration(env, "BUILDS_CATCHUP_WINDOW", DEFAULT_CATCHUP_WINDOW, maximum=timedelta(days=7)),
         stuck_after=_duration(env, "BUILDS_STUCK_AFTER", DEFAULT_STUCK_AFTER, maximum=timedelta(hours=24)),
         alert_channel=_slack_id(env, "BUILDS_ALERT_CHANNEL", CHANNEL_ID, "a channel ID such as C0123ABCD (channel details > About)"),
@@ -345,6 +347,13 @@ def log_level_from(environ: Mapping[str, str], default: str) -> str:
     """Return the validated BUILDS_LOG_LEVEL, or `default`, for commands that need no other setting."""
     value = environ.get("BUILDS_LOG_LEVEL", "").strip()
     return _log_level({"BUILDS_LOG_LEVEL": value or default})
+
+
+def _log_format(env: Mapping[str, str]) -> bool:
+    value = env.get("BUILDS_LOG_FORMAT", "text").lower()
+    if value not in ("text", "json"):
+        raise ConfigError("BUILDS_LOG_FORMAT", f"invalid value {value!r}: use text (key=value lines) or json (one JSON object per line).")
+    return value == "json"
 
 
 def _log_level(env: Mapping[str, str]) -> str:

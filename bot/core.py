@@ -35,8 +35,10 @@ from bot.errors import (
     NotFoundError,
     RateLimitedError,
     ServerError,
+    StateUnavailableError,
 )
 from bot.formatting import name
+from bot.metrics import Metrics
 from bot.models import ModelBuild
 from bot.render import (
     AssistantFailures,
@@ -51,6 +53,7 @@ from bot.render import (
     render_input_error,
     render_internal_error,
     render_not_found,
+    render_state_unavailable,
     with_note,
     without_buttons,
 )
@@ -108,11 +111,13 @@ class BuildsCore:
         clock: Clock = utc_now,
         alerts: AlertCommands | None = None,
         codec: ButtonCodec | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
+        self.metrics = metrics or Metrics()
         if cache is None:
-            cache = LookupCache(ttl=settings.cache_ttl, stale_max=settings.stale_max, stale_on=is_outage, now=clock)
+            cache = LookupCache(ttl=settings.cache_ttl, stale_max=settings.stale_max, stale_on=is_outage, now=clock, metrics=self.metrics)
         self._cache: LookupCache[Any] = cache
         self._clock = clock
         self._alerts = alerts
@@ -213,7 +218,11 @@ class BuildsCore:
 
         if self._alerts is None or request.invocation is None:
             return render_input_error(self._settings.command, "Subscriptions and mutes belong to a Slack channel: run this command in Slack.")
-        return await self._alerts.run(command, request.invocation)
+        try:
+            return await self._alerts.run(command, request.invocation)
+        except StateUnavailableError as error:
+            logger.error("core.state_unavailable", extra={"channel_id": request.invocation.channel_id, "error": str(error)})
+            return render_state_unavailable()
 
     async def _assistant_builds(self, command: AssistantBuilds, request: _Request) -> Reply:
         return await self._list_view(ViewState(command.assistant, command.status), request)
@@ -314,7 +323,9 @@ class BuildsCore:
 
     async def _lookup(self, key: tuple[str, ...], fetch: Callable[[], Any], request: _Request) -> Any:
         if request.cached_only:
-            return self._cache.peek(key)
+            value = self._cache.peek(key)
+            self.metrics.cache_lookups.labels(result="hit").inc()
+            return value
 
         entry = await self._cache.get_entry(key, fetch, refresh=request.refresh)
         if entry.stale:

@@ -27,7 +27,7 @@ from bot import stats
 from bot.blocks import MAX_FALLBACK_TEXT, MAX_SECTION_TEXT, context, header, section
 from bot.core import ScopedBuilds
 from bot.delivery import slack_error_code
-from bot.errors import AutopilotError
+from bot.errors import AutopilotError, StateUnavailableError
 from bot.formatting import humanize_duration, name, slack_date, status_label
 from bot.models import ModelBuild
 from bot.mrkdwn import truncate
@@ -406,11 +406,15 @@ class DigestScheduler:
         self._post_failures: dict[str, int] = {}
         self._invalid_reported: set[tuple[str, str, str]] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Send due digests at once and then every 30 seconds, until `stop` is set."""
+    async def run(self, stop: asyncio.Event, *, leading: Callable[[], bool] = lambda: True) -> None:
+        """Send due digests while `leading()` is true, at once and then every 30 seconds, until `stop` is set."""
         logger.info("digest.scheduler_started", extra={"interval": CHECK_INTERVAL})
         while not stop.is_set():
-            await self.send_due()
+            if leading():
+                try:
+                    await self.send_due()
+                except StateUnavailableError as error:
+                    logger.warning("digest.state_unavailable", extra={"error": str(error)})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=CHECK_INTERVAL)
         logger.info("digest.scheduler_stopped")

@@ -9,6 +9,7 @@ by a tracked background task through `ReplyDelivery`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -17,6 +18,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.alerts.service import Invocation
 from bot.core import BuildsCore
 from bot.delivery import Mode, ReplyDelivery, ReplyTarget
+from bot.commands import command_label
 from bot.errors import CacheMiss
 from bot.mrkdwn import unescape
 from bot.render import Reply
@@ -33,6 +35,7 @@ def register_command(
     """Register the `/builds` slash command listener on `app`."""
 
     async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        started = time.perf_counter()
         text = unescape(body.get("text") or "")
         target = ReplyTarget(body.get("response_url"), body.get("channel_id"), body.get("user_id"))
         invocation = _invocation(target)
@@ -41,16 +44,21 @@ def register_command(
         if target.response_url:
             delivery.response_urls.register(target.response_url)
 
+        label = command_label(text)
         try:
             reply = await core.reply(text, cached_only=True, invocation=invocation)
         except CacheMiss:
             await ack()
+            core.metrics.ack_seconds.observe(time.perf_counter() - started)
             work = deliver_reply(core.reply(text, invocation=invocation), delivery, target, ids)
-            tasks.spawn(work, name=f"reply:{ids.get('trigger_id')}")
+            tasks.spawn(_timed(work, core, label, started), name=f"reply:{ids.get('trigger_id')}")
             return
 
         await ack(**_ack_payload(reply))
-        logger.info("command.answered_in_ack", extra=ids)
+        elapsed = time.perf_counter() - started
+        core.metrics.ack_seconds.observe(elapsed)
+        core.metrics.command_seconds.labels(command=label).observe(elapsed)
+        logger.info("command.answered_in_ack", extra={**ids, "command": label})
 
     app.command(command)(on_command)
 
@@ -65,6 +73,11 @@ async def deliver_reply(
         logger.error("command.reply_lost", extra=ids)
         return
     logger.info("command.replied", extra={**ids, "via": channel})
+
+
+async def _timed(work: Awaitable[None], core: BuildsCore, label: str, started: float) -> None:
+    await work
+    core.metrics.command_seconds.labels(command=label).observe(time.perf_counter() - started)
 
 
 def _invocation(target: ReplyTarget) -> Invocation | None:

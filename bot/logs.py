@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
@@ -34,10 +35,30 @@ class EventFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str, *, secrets: Iterable[str] = (), stream: TextIO | None = None) -> None:
-    """Send log records to `stream` (default stderr) at `level`, masking `secrets`."""
+class JsonFormatter(EventFormatter):
+    """Format one JSON object per line: time, level, logger, event, the extras, and any traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        entry.update({key: _plain(value) for key, value in vars(record).items() if key not in STANDARD_ATTRIBUTES})
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return self._mask(json.dumps(entry, ensure_ascii=False))
+
+
+def _plain(value: object) -> object:
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)
+
+
+def configure_logging(level: str, *, secrets: Iterable[str] = (), stream: TextIO | None = None, json_lines: bool = False) -> None:
+    """Send log records to `stream` (default stderr) at `level`, masking `secrets`; JSON lines when asked."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(EventFormatter(secrets))
+    handler.setFormatter(JsonFormatter(secrets) if json_lines else EventFormatter(secrets))
 
     root = logging.getLogger()
     root.handlers[:] = [handler]

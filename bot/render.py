@@ -262,6 +262,12 @@ def render_not_found(*, kind: str, value: str, assistant: str | None, command: s
     return Reply(text=text, blocks=[section(text)], ok=False)
 
 
+def render_state_unavailable() -> Reply:
+    """Render the reply when subscriptions and mutes cannot be read or changed because the state store is down."""
+    text = "⚠️ Alert settings are unavailable right now because the bot's state store does not answer. Lookups still work; try this again in a minute."
+    return Reply(text=text, blocks=[section(text)], ok=False)
+
+
 def render_internal_error(reference: str) -> Reply:
     """Render the reply for a bug in the bot, pointing at the log entry by `reference`."""
     text = f"⚠️ Something went wrong inside builds-bot. The error is logged with reference `{reference}`; please report it to the bot's maintainers."

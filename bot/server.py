@@ -29,7 +29,9 @@ from bot.alerts.callbacks import CALLBACK_PATH
 from bot.alerts.runtime import AlertRuntime
 from bot.core import BuildsCore, Clock, utc_now
 from bot.delivery import ReplyDelivery, ResponseUrls, slack_error_code
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StateUnavailableError
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.metrics import Metrics
 from bot.home import HomeTab
 from bot.retry import RetryPolicy, Sleep
 from bot.slack_retry import build_retry_handlers
@@ -42,25 +44,50 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
+READY_CHECK_TIMEOUT = 2.0
 # Slack's response_url accepts replies for 30 minutes; shutdown waits far less.
 DRAIN_TIMEOUT = 25.0
 HTTP_SHUTDOWN_TIMEOUT = 10.0
 SOCKET_PING_INTERVAL = 10.0
 
 
-def create_web_app(bolt: AsyncApp, *, twilio_callback: Handler | None = None) -> web.Application:
-    """Return the aiohttp application serving Slack requests, the health check and Twilio callbacks."""
+def create_web_app(
+    bolt: AsyncApp | None,
+    *,
+    readiness: Callable[[], Awaitable[dict[str, str]]],
+    metrics: Metrics,
+    twilio_callback: Handler | None = None,
+) -> web.Application:
+    """Return the aiohttp application: Slack requests (HTTP mode), health, readiness, metrics and Twilio callbacks.
+
+    `readiness` returns a problem per failing dependency; an empty result means ready.
+    """
 
     async def slack_events(request: web.Request) -> web.Response:
+        assert bolt is not None
         bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def ready(_: web.Request) -> web.Response:
+        problems = await readiness()
+        if problems:
+            return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     web_app = web.Application()
-    web_app.router.add_post(EVENTS_PATH, slack_events)
+    if bolt is not None:
+        web_app.router.add_post(EVENTS_PATH, slack_events)
     web_app.router.add_get(HEALTH_PATH, health)
+    web_app.router.add_get(READY_PATH, ready)
+    web_app.router.add_get(METRICS_PATH, metrics_page)
     if twilio_callback is not None:
         web_app.router.add_post(CALLBACK_PATH, twilio_callback)
     return web_app
@@ -91,6 +118,8 @@ class BotRuntime:
         self._clock = clock
         self._run_alert_loops = run_alert_loops
         self.alerts: AlertRuntime | None = None
+        self.metrics = Metrics()
+        self._socket_handler: AsyncSocketModeHandler | None = None
         self._stack = AsyncExitStack()
         self.tasks = BackgroundTasks()
         self.bound_port: int | None = None
@@ -103,7 +132,7 @@ class BotRuntime:
     async def start(self) -> None:
         """Open the clients, build the app and start accepting requests."""
         retry = RetryPolicy(attempts=self._settings.retry_attempts, deadline=self._settings.lookup_timeout, sleep=self._retry_sleep)
-        client = await self._stack.enter_async_context(AutopilotClient(self._settings, retry=retry))
+        client = await self._stack.enter_async_context(AutopilotClient(self._settings, retry=retry, metrics=self.metrics))
         retry_handlers = build_retry_handlers(sleep=self._retry_sleep)
         slack_client = create_slack_client(self._settings, retry_handlers=retry_handlers)
         token = reveal_required(self._settings.slack_bot_token, "SLACK_BOT_TOKEN")
@@ -111,7 +140,13 @@ class BotRuntime:
         await _warm_identity(identity)
 
         alerts = AlertRuntime(
-            self._settings, client=client, slack_client=slack_client, token=token, clock=self._clock, sleep=self._retry_sleep
+            self._settings,
+            client=client,
+            slack_client=slack_client,
+            token=token,
+            clock=self._clock,
+            sleep=self._retry_sleep,
+            metrics=self.metrics,
         )
         try:
             self.alerts = await self._stack.enter_async_context(alerts)
@@ -120,7 +155,9 @@ class BotRuntime:
         # The signing secret keys button values; Socket Mode may run without one, so the bot token stands in.
         secret = self._settings.slack_signing_secret.reveal() if self._settings.slack_signing_secret else token
         codec = ButtonCodec(codec_key(secret))
-        core = BuildsCore(settings=self._settings, client=client, clock=self._clock, alerts=alerts.commands, codec=codec)
+        core = BuildsCore(
+            settings=self._settings, client=client, clock=self._clock, alerts=alerts.commands, codec=codec, metrics=self.metrics
+        )
         alerts.attach_digest(core.builds_in_scope)
         delivery = ReplyDelivery(client=slack_client, token=token, response_urls=ResponseUrls(), retry_handlers=retry_handlers)
         bolt = create_app(
@@ -136,13 +173,28 @@ class BotRuntime:
             token=token,
             socket_mode=self._socket_mode,
         )
+        callback = alerts.callback_route()
         if self._socket_mode:
             await self._start_socket_mode(bolt)
+            # Socket Mode needs no public endpoint, but health, readiness and metrics are still served.
+            await self._start_http(create_web_app(None, readiness=self.readiness, metrics=self.metrics, twilio_callback=callback))
         else:
-            await self._start_http(create_web_app(bolt, twilio_callback=alerts.callback_route()))
+            await self._start_http(create_web_app(bolt, readiness=self.readiness, metrics=self.metrics, twilio_callback=callback))
         if self._run_alert_loops:
             alerts.start_loops()
         logger.info("server.started", extra={"mode": self.mode, "host": self._host, "port": self.bound_port})
+
+    async def readiness(self) -> dict[str, str]:
+        """Return a problem per dependency that is not ready: the state store, and the Slack connection in Socket Mode."""
+        problems: dict[str, str] = {}
+        if self.alerts is not None:
+            try:
+                await asyncio.wait_for(self.alerts.store.ping(), READY_CHECK_TIMEOUT)
+            except (StateUnavailableError, TimeoutError) as error:
+                problems["state_store"] = str(error) or "no answer within 2 s"
+        if self._socket_handler is not None and not await self._socket_handler.client.is_connected():
+            problems["slack"] = "the Socket Mode connection is down; slack-sdk is reconnecting"
+        return problems
 
     async def stop(self) -> None:
         """Stop accepting requests, let in-flight replies finish, then close every client."""
@@ -166,6 +218,7 @@ class BotRuntime:
         await _check_app_token(bolt.client, app_token)
         # slack-sdk reconnects a dropped or stale connection on its own, checking every ping interval.
         handler = AsyncSocketModeHandler(bolt, app_token, ping_interval=self._socket_ping_interval)
+        self._socket_handler = handler
         self._stack.push_async_callback(self.tasks.drain, DRAIN_TIMEOUT)
         self._stack.push_async_callback(handler.close_async)
         await handler.connect_async()

@@ -263,7 +263,7 @@ async def test_socket_mode_serves_commands(sandbox: SandboxServer, slack: SlackS
         slack_api_url=slack.api_url,
         SLACK_APP_TOKEN="xapp-1-A0BUILDS01-test-app-token",
     )
-    runtime = BotRuntime(load_settings(environment), socket_mode=True)
+    runtime = BotRuntime(load_settings(environment), socket_mode=True, host="127.0.0.1", port=0)
     await runtime.start()
     try:
         await slack.wait_for_socket()

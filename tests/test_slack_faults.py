@@ -213,4 +213,4 @@ def _socket_runtime(sandbox: SandboxServer, slack: SlackStandIn) -> BotRuntime:
         slack_api_url=slack.api_url,
         SLACK_APP_TOKEN="xapp-1-A0BUILDS01-test-app-token",
     )
-    return BotRuntime(load_settings(environment), socket_mode=True, retry_sleep=RecordingSleep(), socket_ping_interval=0.2)
+    return BotRuntime(load_settings(environment), socket_mode=True, host="127.0.0.1", port=0, retry_sleep=RecordingSleep(), socket_ping_interval=0.2)

@@ -17,7 +17,8 @@ from bot.alerts.detect import BuildEvent, detect_changes
 from bot.alerts.messages import build_to_alert
 from bot.autopilot import AutopilotClient
 from bot.config import Settings
-from bot.errors import AutopilotError
+from bot.errors import AutopilotError, StateUnavailableError
+from bot.metrics import Metrics
 from bot.models import ModelBuild
 from bot.state.base import ALL_ASSISTANTS, Alert, AssistantState, StateStore, Subscription
 
@@ -40,12 +41,14 @@ class Poller:
         store: StateStore,
         clock: Callable[[], datetime],
         on_enqueued: Callable[[], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self._store = store
         self._clock = clock
         self._on_enqueued = on_enqueued
+        self._metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_POLLS)
         self.triggers = 0
@@ -55,11 +58,15 @@ class Poller:
         self.triggers += 1
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set, then return."""
+    async def run(self, stop: asyncio.Event, *, leading: Callable[[], bool] = lambda: True) -> None:
+        """Poll while `leading()` is true, until `stop` is set; an unreachable store only delays the next poll."""
         logger.info("poller.started", extra={"interval": self._settings.poll_interval})
         while not stop.is_set():
-            await self.poll_all()
+            if leading():
+                try:
+                    await self.poll_all()
+                except StateUnavailableError as error:
+                    logger.warning("poller.state_unavailable", extra={"error": str(error)})
             await _wait_any(self._wake, stop, timeout=self._settings.poll_interval)
             self._wake.clear()
         logger.info("poller.stopped")
@@ -95,6 +102,7 @@ class Poller:
             assistant_sid=_assistant_sid(listing.items) or (state.assistant_sid if state else None),
         )
         ids = await self._store.record_poll(new_state, detection.seen, alerts, at=now)
+        self._metrics.polled(assistant)
 
         if state is None:
             logger.info("poller.baseline_recorded", extra={"assistant": assistant, "builds": len(detection.seen)})

@@ -18,7 +18,10 @@ from bot.alerts.service import AlertCommands
 from bot.autopilot import AutopilotClient
 from bot.config import Settings
 from bot.core import ScopedBuilds
+from bot.alerts.leadership import Leadership
 from bot.digest import DigestScheduler
+from bot.errors import StateUnavailableError
+from bot.metrics import Metrics
 from bot.retry import Sleep
 from bot.state.sqlite import store_from_url
 
@@ -39,21 +42,32 @@ class AlertRuntime:
         token: str,
         clock: Callable[[], datetime],
         sleep: Sleep = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._slack_client = slack_client
         self._token = token
         self._clock = clock
         self.store = store_from_url(settings.state_url)
-        self.sender = AlertSender(store=self.store, client=slack_client, token=token, clock=clock, sleep=sleep)
-        self.poller = Poller(settings=settings, client=client, store=self.store, clock=clock, on_enqueued=self.sender.wake)
+        self.leadership = Leadership(store=self.store, poll_interval=settings.poll_interval, on_lead=self._start_leading)
+        self.sender = AlertSender(
+            store=self.store, client=slack_client, token=token, clock=clock, sleep=sleep, metrics=metrics, holder=self.leadership.holder
+        )
+        self.poller = Poller(settings=settings, client=client, store=self.store, clock=clock, on_enqueued=self.sender.wake, metrics=metrics)
         self.commands = AlertCommands(settings=settings, store=self.store, clock=clock, on_subscribed=self.poller.trigger)
         self.digests: DigestScheduler | None = None
         self._stop = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> AlertRuntime:
-        await self.store.open()
+        try:
+            await self.store.open()
+        except StateUnavailableError as error:
+            # Lookups work without the store; alert work waits until it answers (see Leadership).
+            logger.error("state.unavailable_at_start", extra={"error": str(error)})
+            self.leadership.store_error = str(error)
+            return self
+
         if self._settings.alert_channel:
             await self.commands.subscribe_at_start(self._settings.alert_channel, self._settings.assistants)
         return self
@@ -82,13 +96,25 @@ class AlertRuntime:
         return self.digests
 
     def start_loops(self) -> None:
-        """Start polling, sending and, once attached, the digests in the background. Closing the runtime stops them."""
+        """Start the lease, and polling, sending and digests while leading, in the background.
+
+        Closing the runtime stops them.
+        """
         self._loops = [
-            asyncio.create_task(self.poller.run(self._stop), name="alerts.poller"),
-            asyncio.create_task(self.sender.run(self._stop), name="alerts.sender"),
+            asyncio.create_task(self.leadership.run(self._stop), name="alerts.leadership"),
+            asyncio.create_task(self.poller.run(self._stop, leading=self._leading), name="alerts.poller"),
+            asyncio.create_task(self.sender.run(self._stop, leading=self._leading), name="alerts.sender"),
         ]
         if self.digests is not None:
-            self._loops.append(asyncio.create_task(self.digests.run(self._stop), name="alerts.digests"))
+            self._loops.append(asyncio.create_task(self.digests.run(self._stop, leading=self._leading), name="alerts.digests"))
+
+    def _leading(self) -> bool:
+        return self.leadership.is_leader
+
+    def _start_leading(self) -> None:
+        # A new leader polls and sends at once instead of waiting out the interval.
+        self.poller.trigger()
+        self.sender.wake()
 
     def callback_route(self) -> Callable[[web.Request], Awaitable[web.Response]] | None:
         """Return the Twilio status callback handler, or None when BUILDS_PUBLIC_URL is not set."""

@@ -23,6 +23,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts import messages
 from bot.delivery import slack_error_code
+from bot.errors import StateUnavailableError
+from bot.metrics import Metrics
 from bot.models import ModelBuild
 from bot.render import Reply
 from bot.retry import Sleep
@@ -35,6 +37,8 @@ CHANNEL_PACE = 1.0
 RETRY_BASE = timedelta(seconds=15)
 RETRY_MAX = timedelta(minutes=10)
 IDLE_CHECK = 5.0
+# Long enough for one delivery with Slack's retries; a crashed claimant's alerts are retried after it.
+CLAIM_TTL = 120.0
 
 
 class DeliveryFailed(Exception):
@@ -54,6 +58,8 @@ class AlertSender:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         pace: float = CHANNEL_PACE,
+        metrics: Metrics | None = None,
+        holder: str = "local",
     ) -> None:
         self._store = store
         self._client = client
@@ -62,6 +68,8 @@ class AlertSender:
         self._monotonic = monotonic
         self._sleep = sleep
         self._pace = pace
+        self._metrics = metrics or Metrics()
+        self._holder = holder
         self._last_post: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -70,12 +78,16 @@ class AlertSender:
         """Send what is due now instead of at the next idle check."""
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Send due alerts until `stop` is set, waking on new alerts and every few seconds for retries."""
+    async def run(self, stop: asyncio.Event, *, leading: Callable[[], bool] = lambda: True) -> None:
+        """Send due alerts while `leading()` is true, until `stop` is set, waking on new alerts and every few seconds."""
         logger.info("sender.started")
         while not stop.is_set():
             self._wake.clear()
-            await self.send_due()
+            if leading():
+                try:
+                    await self.send_due()
+                except StateUnavailableError as error:
+                    logger.warning("sender.state_unavailable", extra={"error": str(error)})
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
             await asyncio.wait(waiters, timeout=IDLE_CHECK, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
@@ -89,6 +101,7 @@ class AlertSender:
             for item in await self._store.pending_alerts():
                 by_channel[item.alert.channel_id].append(item)
             sent = await asyncio.gather(*(self._send_channel(items) for items in by_channel.values()))
+            self._metrics.outbox_size.set(len(await self._store.pending_alerts()))
         return sum(sent)
 
     async def _send_channel(self, items: list[OutboxItem]) -> int:
@@ -105,6 +118,10 @@ class AlertSender:
     async def _send_one(self, item: OutboxItem) -> bool:
         alert = item.alert
         ids = {"outbox_id": item.id, "channel_id": alert.channel_id, "assistant": alert.assistant, "kind": alert.kind}
+        # Another replica that still believes it leads may be sending this alert; only the claimant sends.
+        if not await self._store.claim_alert(item.id, self._holder, ttl=CLAIM_TTL):
+            logger.info("sender.alert_claimed_elsewhere", extra=ids)
+            return False
         now = self._clock()
         mute = await self._store.active_mute(alert.channel_id, alert.assistant, now=now)
         if mute is not None:
@@ -120,6 +137,7 @@ class AlertSender:
 
         await self._store.mark_sent(item.id, at=now, thread=thread)
         await self._record_delivery(alert.channel_id, alert.assistant, at=now, error=None)
+        self._metrics.alerts_sent.labels(kind=alert.kind).inc()
         logger.info("sender.alert_sent", extra=ids)
         return True
 
@@ -213,6 +231,7 @@ class AlertSender:
         now = self._clock()
         delay = min(RETRY_MAX, RETRY_BASE * 2**item.attempts)
         await self._store.mark_failed(item.id, error=error, next_attempt_at=now + delay)
+        self._metrics.alerts_failed.labels(kind=item.alert.kind).inc()
         await self._record_delivery(item.alert.channel_id, item.alert.assistant, at=now, error=error)
         logger.error("sender.alert_failed", extra={**ids, "error": error, "attempts": item.attempts + 1, "retry_in": delay.total_seconds()})
 
