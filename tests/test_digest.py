@@ -30,7 +30,7 @@ from bot.state.sqlite import SqliteStateStore
 from tests.conftest import BOT_TOKEN
 from tests.harness import assert_valid_message, message_text
 from tests.slack_server import Fault, SlackStandIn
-from tests.test_alerts import CHANNEL, AlertBot, Clock, alert_bot, dataset
+from tests.alert_fixtures import CHANNEL, AlertBot, Clock, alert_bot, dataset
 
 # 2026-12-04 is a Friday in winter: Berlin is UTC+1 and New York UTC-5.
 DAY = date(2026, 12, 4)
