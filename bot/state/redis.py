@@ -54,9 +54,9 @@ import logging
 import math
 import types
 import typing
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis_asyncio
@@ -66,7 +66,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from bot.errors import StateUnavailableError
-from bot.state.base import Alert, AssistantState, Digest, Mute, OutboxItem, SeenBuild, Subscription, Thread
+from bot.state.base import Alert, AlertKind, AssistantState, Digest, Mute, OutboxItem, SeenBuild, Subscription, Thread
 
 logger = logging.getLogger(__name__)
 
@@ -397,13 +397,13 @@ class RedisStateStore:
         Raises:
             ValueError: `ttl` is not a positive number of seconds.
         """
-        acquired = await self._run_scripts().acquire(keys=[self._key(f"lease:{name}")], args=[holder, _milliseconds(ttl)])
+        acquired = await self._require_scripts().acquire(keys=[self._key(f"lease:{name}")], args=[holder, _milliseconds(ttl)])
         return acquired == 1
 
     @_map_unavailable
     async def release_lease(self, name: str, holder: str) -> None:
         """Delete the lease `name` if `holder` holds it; a lease of another holder stays."""
-        await self._run_scripts().release(keys=[self._key(f"lease:{name}")], args=[holder])
+        await self._require_scripts().release(keys=[self._key(f"lease:{name}")], args=[holder])
 
     @_map_unavailable
     async def claim_alert(self, item_id: int, holder: str, *, ttl: float) -> bool:
@@ -414,7 +414,7 @@ class RedisStateStore:
         Raises:
             ValueError: `ttl` is not a positive number of seconds.
         """
-        claimed = await self._run_scripts().acquire(keys=[self._key(f"claim:{item_id}")], args=[holder, _milliseconds(ttl)])
+        claimed = await self._require_scripts().acquire(keys=[self._key(f"claim:{item_id}")], args=[holder, _milliseconds(ttl)])
         return claimed == 1
 
     # Subscriptions
@@ -423,18 +423,18 @@ class RedisStateStore:
     async def subscribe(self, subscription: Subscription) -> None:
         """Insert or replace the subscription of a channel to an assistant."""
         record = _dump(subscription)
-        await self._run().hset(self._key("subscriptions"), _pair(subscription.channel_id, subscription.assistant), record)
+        await self._require_client().hset(self._key("subscriptions"), _pair(subscription.channel_id, subscription.assistant), record)
 
     @_map_unavailable
     async def unsubscribe(self, channel_id: str, assistant: str) -> bool:
         """Delete a subscription and return whether one existed."""
-        deleted = await self._run().hdel(self._key("subscriptions"), _pair(channel_id, assistant))
+        deleted = await self._require_client().hdel(self._key("subscriptions"), _pair(channel_id, assistant))
         return deleted > 0
 
     @_map_unavailable
     async def subscriptions(self, channel_id: str | None = None) -> list[Subscription]:
         """Return the subscriptions of one channel, or of every channel, by creation time, channel and assistant."""
-        records = await self._run().hvals(self._key("subscriptions"))
+        records = await self._require_client().hvals(self._key("subscriptions"))
         subscriptions = [_load(Subscription, record) for record in records]
         if channel_id is not None:
             subscriptions = [subscription for subscription in subscriptions if subscription.channel_id == channel_id]
@@ -460,13 +460,13 @@ class RedisStateStore:
     @_map_unavailable
     async def assistant_state(self, assistant: str) -> AssistantState | None:
         """Return the stored poller state of an assistant, or None before its first poll."""
-        record = await self._run().hget(self._key("assistant-states"), assistant)
+        record = await self._require_client().hget(self._key("assistant-states"), assistant)
         return None if record is None else _load(AssistantState, record)
 
     @_map_unavailable
     async def seen_builds(self, assistant: str) -> dict[str, SeenBuild]:
         """Return the seen builds of an assistant by build SID."""
-        records = await self._run().hgetall(self._key(f"seen:{assistant}"))
+        records = await self._require_client().hgetall(self._key(f"seen:{assistant}"))
         return {build_sid: _load(SeenBuild, record) for build_sid, record in records.items()}
 
     @_map_unavailable
@@ -492,38 +492,41 @@ class RedisStateStore:
         keys = [self._key("assistant-states"), self._key("seen-dates"), self._key("outbox:next-id"), self._key("outbox:unsent")]
         args: list[str | int] = [self._key("outbox:"), state.assistant, _dump(state), len(seen), len(alerts), _to_text(at), _score(at)]
 
+        # Lua indexes KEYS from 1, so each seen build names its hash by position.
+        seen_key_positions: dict[str, int] = {}
         for build in seen:
             seen_key = self._key(f"seen:{build.assistant}")
-            if seen_key not in keys:
+            if seen_key not in seen_key_positions:
                 keys.append(seen_key)
+                seen_key_positions[seen_key] = len(keys)
             date_score = "" if build.date_created is None else _score(build.date_created)
-            args += [keys.index(seen_key) + 1, build.build_sid, _dump(build), _pair(build.assistant, build.build_sid), date_score]
+            args += [seen_key_positions[seen_key], build.build_sid, _dump(build), _pair(build.assistant, build.build_sid), date_score]
 
         for alert in alerts:
             _check_required(alert)
             args += [alert.channel_id, alert.assistant, alert.kind, json.dumps(alert.build)]
 
-        ids = await self._run_scripts().record_poll(keys=keys, args=args)
+        ids = await self._require_scripts().record_poll(keys=keys, args=args)
         return [int(item_id) for item_id in ids]
 
     @_map_unavailable
     async def prune_seen(self, older_than: datetime) -> int:
         """Delete seen builds created before `older_than` and return how many. Builds without a creation date stay."""
-        return await self._run_scripts().prune_seen(keys=[self._key("seen-dates")], args=[self._key("seen:"), _score(older_than)])
+        return await self._require_scripts().prune_seen(keys=[self._key("seen-dates")], args=[self._key("seen:"), _score(older_than)])
 
     # Threads
 
     @_map_unavailable
     async def thread(self, channel_id: str, assistant: str) -> Thread | None:
         """Return the alert thread of an assistant in a channel, or None."""
-        record = await self._run().hget(self._key("threads"), _pair(channel_id, assistant))
+        record = await self._require_client().hget(self._key("threads"), _pair(channel_id, assistant))
         return None if record is None else _load(Thread, record)
 
     @_map_unavailable
     async def save_thread(self, thread: Thread) -> None:
         """Insert or replace the alert thread of an assistant in a channel."""
         record = _dump(thread)
-        await self._run().hset(self._key("threads"), _pair(thread.channel_id, thread.assistant), record)
+        await self._require_client().hset(self._key("threads"), _pair(thread.channel_id, thread.assistant), record)
 
     # Mutes
 
@@ -531,13 +534,13 @@ class RedisStateStore:
     async def mute(self, mute: Mute) -> None:
         """Insert or replace a mute in Redis, and then in the in-memory copy."""
         record = _dump(mute)
-        await self._run().hset(self._key("mutes"), _pair(mute.channel_id, mute.assistant), record)
+        await self._require_client().hset(self._key("mutes"), _pair(mute.channel_id, mute.assistant), record)
         self._mutes[(mute.channel_id, mute.assistant)] = _load(Mute, record)
 
     @_map_unavailable
     async def unmute(self, channel_id: str, assistant: str) -> bool:
         """Delete a mute from Redis and the in-memory copy, and return whether one existed."""
-        deleted = await self._run().hdel(self._key("mutes"), _pair(channel_id, assistant))
+        deleted = await self._require_client().hdel(self._key("mutes"), _pair(channel_id, assistant))
         self._mutes.pop((channel_id, assistant), None)
         return deleted > 0
 
@@ -548,7 +551,7 @@ class RedisStateStore:
         The mute read from Redis, or its absence, also replaces that entry of the in-memory copy.
         """
         _require_aware(now)
-        record = await self._run().hget(self._key("mutes"), _pair(channel_id, assistant))
+        record = await self._require_client().hget(self._key("mutes"), _pair(channel_id, assistant))
         if record is None:
             self._mutes.pop((channel_id, assistant), None)
             return None
@@ -564,7 +567,7 @@ class RedisStateStore:
         The mutes read from Redis also replace the whole in-memory copy.
         """
         _require_aware(now)
-        records = await self._run().hvals(self._key("mutes"))
+        records = await self._require_client().hvals(self._key("mutes"))
         self._replace_mirror(records)
         active = [mute for mute in self._mutes.values() if mute.until > now]
         return sorted(active, key=lambda mute: (mute.channel_id, mute.assistant))
@@ -611,13 +614,13 @@ class RedisStateStore:
     @_map_unavailable
     async def remove_digest(self, channel_id: str) -> bool:
         """Delete the digest of a channel and return whether one existed."""
-        deleted = await self._run().hdel(self._key("digests"), channel_id)
+        deleted = await self._require_client().hdel(self._key("digests"), channel_id)
         return deleted > 0
 
     @_map_unavailable
     async def digests(self) -> list[Digest]:
         """Return every channel's digest, ordered by channel."""
-        records = await self._run().hvals(self._key("digests"))
+        records = await self._require_client().hvals(self._key("digests"))
         return sorted((_load(Digest, record) for record in records), key=lambda digest: digest.channel_id)
 
     @_map_unavailable
@@ -638,14 +641,14 @@ class RedisStateStore:
             raise ValueError(f"limit must be at least 1, got {limit}")
 
         # The index is ordered by next attempt, so every due id is read and sorted here before the limit applies.
-        ids = await self._run().zrangebyscore(self._key("outbox:unsent"), "-inf", _score(now))
+        ids = await self._require_client().zrangebyscore(self._key("outbox:unsent"), "-inf", _score(now))
         items = await self._outbox_items(ids)
         return items[:limit]
 
     @_map_unavailable
     async def pending_alerts(self, channel_id: str | None = None) -> list[OutboxItem]:
         """Return every unsent alert, of one channel or of all, by id."""
-        ids = await self._run().zrange(self._key("outbox:unsent"), 0, -1)
+        ids = await self._require_client().zrange(self._key("outbox:unsent"), 0, -1)
         items = await self._outbox_items(ids)
         if channel_id is None:
             return items
@@ -666,7 +669,7 @@ class RedisStateStore:
         keys = [self._key(f"outbox:{item_id}"), self._key("outbox:unsent"), self._key("threads")]
         args = [item_id, _to_text(at), SENT_RETENTION_MS, thread_field, thread_record]
 
-        if await self._run_scripts().mark_sent(keys=keys, args=args) == 0:
+        if await self._require_scripts().mark_sent(keys=keys, args=args) == 0:
             raise LookupError(f"outbox item {item_id} not found")
 
     @_map_unavailable
@@ -679,7 +682,7 @@ class RedisStateStore:
         keys = [self._key(f"outbox:{item_id}"), self._key("outbox:unsent")]
         args = [item_id, error, _to_text(next_attempt_at), _score(next_attempt_at)]
 
-        if await self._run_scripts().mark_failed(keys=keys, args=args) == 0:
+        if await self._require_scripts().mark_failed(keys=keys, args=args) == 0:
             raise LookupError(f"outbox item {item_id} not found")
 
     # Helpers
@@ -687,24 +690,24 @@ class RedisStateStore:
     def _key(self, name: str) -> str:
         return f"{self._prefix}{name}"
 
-    def _run(self) -> redis_asyncio.Redis:
+    def _require_client(self) -> redis_asyncio.Redis:
         if self._client is None:
             raise RuntimeError(self._closed_message())
         return self._client
 
-    def _run_scripts(self) -> _Scripts:
+    def _require_scripts(self) -> _Scripts:
         if self._scripts is None:
             raise RuntimeError(self._closed_message())
         return self._scripts
 
     async def _update_record(self, hash_name: str, field: str, changes: dict[str, Any], *, insert: str = "") -> None:
         """Change fields of the JSON record in `field` of a hash, or store `insert` there when the field is missing."""
-        await self._run_scripts().update_record(keys=[self._key(hash_name)], args=[field, json.dumps(changes), insert])
+        await self._require_scripts().update_record(keys=[self._key(hash_name)], args=[field, json.dumps(changes), insert])
 
     async def _outbox_items(self, ids: Sequence[str]) -> list[OutboxItem]:
         """Read outbox items by id, in id order, without those sent or expired since the ids were read."""
         ordered = sorted(int(item_id) for item_id in ids)
-        pipeline = self._run().pipeline(transaction=False)
+        pipeline = self._require_client().pipeline(transaction=False)
         for item_id in ordered:
             pipeline.hgetall(self._key(f"outbox:{item_id}"))
         fields_by_item = await pipeline.execute()
@@ -792,7 +795,7 @@ def _dump(record: object) -> str:
     return json.dumps(values)
 
 
-def _load(record_type: Callable[..., R], record: str) -> R:
+def _load(record_type: type[R], record: str) -> R:
     values = json.loads(record)
     for spec in _field_specs(record_type):
         text = values.get(spec.name)
@@ -806,7 +809,7 @@ def _outbox_item(item_id: int, fields: dict[str, str]) -> OutboxItem:
     alert = Alert(
         channel_id=fields["channel_id"],
         assistant=fields["assistant"],
-        kind=fields["kind"],  # type: ignore[arg-type]  # written from an AlertKind by record_poll
+        kind=cast(AlertKind, fields["kind"]),
         build=json.loads(fields["build"]),
     )
     return OutboxItem(
