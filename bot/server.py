@@ -152,7 +152,7 @@ class BotRuntime:
             self.alerts = await self._stack.enter_async_context(alerts)
         except (FileNotFoundError, PermissionError) as error:
             raise ConfigError("BUILDS_STATE_URL", f"cannot open the state database ({error}). Create its folder or change the URL.") from error
-        # The signing secret keys button values; Socket Mode may run without one, so the bot token stands in.
+        # The signing secret keys button values. Socket Mode may run without one, and then the bot token is the key.
         secret = self._settings.slack_signing_secret.reveal() if self._settings.slack_signing_secret else token
         codec = ButtonCodec(codec_key(secret))
         core = BuildsCore(

@@ -29,7 +29,7 @@ def make_holder_id() -> str:
 
 
 class Leadership:
-    """Hold, renew and report the alert lease; also tell whether the state store answers."""
+    """Hold, renew and report the alert lease, and record whether the state store responds."""
 
     def __init__(
         self, *, store: StateStore, poll_interval: float, holder: str | None = None, on_lead: Callable[[], None] = lambda: None
@@ -75,7 +75,7 @@ class Leadership:
 
     def _unavailable(self, error: StateUnavailableError) -> None:
         if self.store_error is None:
-            # Logged once per outage; alert work waits until the store answers again.
+            # Logged once per outage. Alert work waits until the store responds again.
             logger.error("state.unavailable", extra={"holder": self.holder, "error": str(error)})
         self.store_error = str(error)
         self.is_leader = False

@@ -63,7 +63,7 @@ class AlertRuntime:
         try:
             await self.store.open()
         except StateUnavailableError as error:
-            # Lookups work without the store; alert work waits until it answers (see Leadership).
+            # Lookups work without the store. Alert work waits until the store responds again (see Leadership).
             logger.error("state.unavailable_at_start", extra={"error": str(error)})
             self.leadership.store_error = str(error)
             return self
