@@ -47,14 +47,22 @@ class Reply:
     text: str
     blocks: Sequence[Block] = field(default_factory=tuple)
     ok: bool = True
+    _block_dicts: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.blocks) > MAX_BLOCKS:
             raise ValueError(f"a reply may hold at most {MAX_BLOCKS} blocks, got {len(self.blocks)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the message payload; slack-sdk validates each block on the way."""
-        return {"text": self.text, "blocks": [block.to_dict() for block in self.blocks]}
+        """Return the message payload; slack-sdk validates each block the first time.
+
+        The blocks are serialized once per reply, because a reply reused for repeated lookups
+        is sent many times. The block dicts are shared between calls, so callers must not change them.
+        """
+        if self._block_dicts is None:
+            object.__setattr__(self, "_block_dicts", [block.to_dict() for block in self.blocks])
+        assert self._block_dicts is not None
+        return {"text": self.text, "blocks": list(self._block_dicts)}
 
 
 @dataclass(frozen=True, slots=True)

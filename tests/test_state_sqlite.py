@@ -712,7 +712,6 @@ async def test_store_from_url_memory_database_works() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://localhost:6379/0", "is not supported yet: use sqlite:///path.db"),
         ("postgresql://bot@localhost/builds", "is not supported yet: use sqlite:///path.db"),
         ("", "is not supported yet"),
         ("sqlite://state.db", "is not a valid SQLite URL"),

@@ -20,7 +20,7 @@ With `P` for the prefix, the data model is:
     P claim:<id>           string: the holder of a claim on an outbox item, expiring with the claim
 
 Times in records are ISO 8601 UTC text with microseconds. Sorted set scores
-are times in whole microseconds since the Unix epoch, which a double holds
+are times in whole microseconds since the Unix epoch, which a double represents
 exactly until the year 2255. Builds without a creation date have no entry in
 `seen-dates`, so pruning keeps them.
 
@@ -205,7 +205,7 @@ return 0
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RedisAddress:
-    """Where a Redis URL points: host, port, database index, and whether it uses TLS (`rediss://`)."""
+    """Host, port, database index and TLS flag (`rediss://`) of a Redis URL."""
 
     host: str
     port: int
@@ -236,23 +236,23 @@ def parse_redis_url(url: str) -> RedisAddress:
             URL has a query or fragment. The message shows the URL without its
             password.
     """
-    shown = repr(redact_url(url))
+    redacted = repr(redact_url(url))
     parts = urlsplit(url)
     if parts.scheme not in URL_SCHEMES:
-        raise ValueError(f"{shown} is not a Redis URL: use {URL_FORMS}")
+        raise ValueError(f"{redacted} is not a Redis URL: use {URL_FORMS}")
     if parts.query or parts.fragment:
-        raise ValueError(f"{shown} has a query or fragment, which is not supported: use {URL_FORMS}")
+        raise ValueError(f"{redacted} has a query or fragment, which is not supported: use {URL_FORMS}")
     if not parts.hostname:
-        raise ValueError(f"{shown} names no host: use {URL_FORMS}")
+        raise ValueError(f"{redacted} names no host: use {URL_FORMS}")
 
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise ValueError(f"{shown} has an invalid port: use a number from 1 to 65535, as in {URL_FORMS}") from None
+        raise ValueError(f"{redacted} has an invalid port: use a number from 1 to 65535, as in {URL_FORMS}") from None
 
     db_text = parts.path.removeprefix("/") or "0"
     if not db_text.isascii() or not db_text.isdigit():
-        raise ValueError(f"{shown} has an invalid database index {db_text!r}: use a number such as /0, as in {URL_FORMS}")
+        raise ValueError(f"{redacted} has an invalid database index {db_text!r}: use a number such as /0, as in {URL_FORMS}")
 
     return RedisAddress(host=parts.hostname, port=port, db=int(db_text), tls=parts.scheme == "rediss")
 
@@ -287,7 +287,7 @@ class RedisStateStore:
     """The `StateStore` on a Redis server, for one or several replicas of the bot.
 
     The constructor checks the URL and does no I/O. `open()` connects, checks
-    that the server answers and loads the mutes. `close()` closes the
+    that the server responds and loads the mutes. `close()` closes the
     connection pool. A closed store can be opened again. Every other call on a
     closed store raises RuntimeError, except `ping()`, which raises
     `StateUnavailableError`.
@@ -336,11 +336,11 @@ class RedisStateStore:
         return self._prefix
 
     async def open(self) -> None:
-        """Connect, check that the server answers, and load the mutes into memory.
+        """Connect, check that the server responds, and load the mutes into memory.
 
         Raises:
             RuntimeError: the store is already open.
-            StateUnavailableError: the server cannot be reached or does not answer in time.
+            StateUnavailableError: the server cannot be reached or does not reply in time.
         """
         if self._client is not None:
             raise RuntimeError(f"Redis state store {self._address} is already open")
@@ -378,15 +378,12 @@ class RedisStateStore:
         await self._close_client(client)
         logger.info("state.redis_closed", extra={"address": str(self._address), "key_prefix": self._prefix})
 
+    @_map_unavailable
     async def ping(self) -> None:
-        """Return when the server answers PING; raise `StateUnavailableError` when it does not or the store is closed."""
-        client = self._client
-        if client is None:
-            raise StateUnavailableError(f"Redis state store {self._address} is closed: call open() before using it")
-        try:
-            await client.ping()
-        except UNAVAILABLE_ERRORS as error:
-            raise StateUnavailableError(self._unavailable_message(error)) from error
+        """Return when the server replies to PING; raise `StateUnavailableError` when it does not or the store is closed."""
+        if self._client is None:
+            raise StateUnavailableError(self._closed_message())
+        await self._client.ping()
 
     # Coordination between replicas
 
@@ -398,7 +395,7 @@ class RedisStateStore:
             ValueError: `ttl` is not a positive number of seconds.
         """
         acquired = await self._require_scripts().acquire(keys=[self._key(f"lease:{name}")], args=[holder, _milliseconds(ttl)])
-        return acquired == 1
+        return int(acquired) == 1
 
     @_map_unavailable
     async def release_lease(self, name: str, holder: str) -> None:
@@ -415,7 +412,7 @@ class RedisStateStore:
             ValueError: `ttl` is not a positive number of seconds.
         """
         claimed = await self._require_scripts().acquire(keys=[self._key(f"claim:{item_id}")], args=[holder, _milliseconds(ttl)])
-        return claimed == 1
+        return int(claimed) == 1
 
     # Subscriptions
 
@@ -466,8 +463,9 @@ class RedisStateStore:
     @_map_unavailable
     async def seen_builds(self, assistant: str) -> dict[str, SeenBuild]:
         """Return the seen builds of an assistant by build SID."""
-        records = await self._require_client().hgetall(self._key(f"seen:{assistant}"))
-        return {build_sid: _load(SeenBuild, record) for build_sid, record in records.items()}
+        records = await self._require_client().hvals(self._key(f"seen:{assistant}"))
+        builds = [_load(SeenBuild, record) for record in records]
+        return {build.build_sid: build for build in builds}
 
     @_map_unavailable
     async def record_poll(
@@ -512,7 +510,8 @@ class RedisStateStore:
     @_map_unavailable
     async def prune_seen(self, older_than: datetime) -> int:
         """Delete seen builds created before `older_than` and return how many. Builds without a creation date stay."""
-        return await self._require_scripts().prune_seen(keys=[self._key("seen-dates")], args=[self._key("seen:"), _score(older_than)])
+        deleted = await self._require_scripts().prune_seen(keys=[self._key("seen-dates")], args=[self._key("seen:"), _score(older_than)])
+        return int(deleted)
 
     # Threads
 
@@ -641,14 +640,14 @@ class RedisStateStore:
             raise ValueError(f"limit must be at least 1, got {limit}")
 
         # The index is ordered by next attempt, so every due id is read and sorted here before the limit applies.
-        ids = await self._require_client().zrangebyscore(self._key("outbox:unsent"), "-inf", _score(now))
+        ids = cast("list[str]", await self._require_client().zrangebyscore(self._key("outbox:unsent"), "-inf", _score(now)))
         items = await self._outbox_items(ids)
         return items[:limit]
 
     @_map_unavailable
     async def pending_alerts(self, channel_id: str | None = None) -> list[OutboxItem]:
         """Return every unsent alert, of one channel or of all, by id."""
-        ids = await self._require_client().zrange(self._key("outbox:unsent"), 0, -1)
+        ids = cast("list[str]", await self._require_client().zrange(self._key("outbox:unsent"), 0, -1))
         items = await self._outbox_items(ids)
         if channel_id is None:
             return items
@@ -667,7 +666,7 @@ class RedisStateStore:
         thread_field = "" if thread is None else _pair(thread.channel_id, thread.assistant)
         thread_record = "" if thread is None else _dump(thread)
         keys = [self._key(f"outbox:{item_id}"), self._key("outbox:unsent"), self._key("threads")]
-        args = [item_id, _to_text(at), SENT_RETENTION_MS, thread_field, thread_record]
+        args: list[str | int] = [item_id, _to_text(at), SENT_RETENTION_MS, thread_field, thread_record]
 
         if await self._require_scripts().mark_sent(keys=keys, args=args) == 0:
             raise LookupError(f"outbox item {item_id} not found")
@@ -680,7 +679,7 @@ class RedisStateStore:
             LookupError: no outbox item has this id.
         """
         keys = [self._key(f"outbox:{item_id}"), self._key("outbox:unsent")]
-        args = [item_id, error, _to_text(next_attempt_at), _score(next_attempt_at)]
+        args: list[str | int] = [item_id, error, _to_text(next_attempt_at), _score(next_attempt_at)]
 
         if await self._require_scripts().mark_failed(keys=keys, args=args) == 0:
             raise LookupError(f"outbox item {item_id} not found")
@@ -718,7 +717,7 @@ class RedisStateStore:
             if fields and "sent_at" not in fields
         ]
 
-    def _replace_mirror(self, records: Iterable[str]) -> None:
+    def _replace_mirror(self, records: Iterable[str | bytes]) -> None:
         mutes = [_load(Mute, record) for record in records]
         self._mutes = {(mute.channel_id, mute.assistant): mute for mute in mutes}
 
@@ -762,21 +761,29 @@ class _FieldSpec:
     time_type: type | None
 
 
-@functools.cache
-def _field_specs(record_type: type) -> tuple[_FieldSpec, ...]:
+def _read_field_specs(record_type: type) -> tuple[_FieldSpec, ...]:
     """Read from the type hints of a record which fields may be None and which are times or days."""
     hints = typing.get_type_hints(record_type)
     specs = []
     for field in dataclasses.fields(record_type):
         hint = hints[field.name]
         members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        time_type = datetime if datetime in members else date if date in members else None
+        time_type: type | None = None
+        if datetime in members:
+            time_type = datetime
+        elif date in members:
+            time_type = date
         specs.append(_FieldSpec(field.name, type(None) in members, time_type))
     return tuple(specs)
 
 
+# The records this store encodes, read once at import.
+_RECORD_TYPES: tuple[type, ...] = (Subscription, AssistantState, SeenBuild, Thread, Mute, Digest, Alert)
+_FIELD_SPECS: dict[type, tuple[_FieldSpec, ...]] = {record_type: _read_field_specs(record_type) for record_type in _RECORD_TYPES}
+
+
 def _check_required(record: object) -> None:
-    for spec in _field_specs(type(record)):
+    for spec in _FIELD_SPECS[type(record)]:
         if not spec.nullable and getattr(record, spec.name) is None:
             raise TypeError(f"{type(record).__name__}.{spec.name} is None: the state store needs a value for it")
 
@@ -785,7 +792,7 @@ def _dump(record: object) -> str:
     """Encode a record as a JSON object, with times as ISO 8601 UTC text and days as ISO 8601 dates."""
     _check_required(record)
     values: dict[str, object] = {}
-    for spec in _field_specs(type(record)):
+    for spec in _FIELD_SPECS[type(record)]:
         value = getattr(record, spec.name)
         if isinstance(value, datetime):
             value = _to_text(value)
@@ -795,9 +802,9 @@ def _dump(record: object) -> str:
     return json.dumps(values)
 
 
-def _load(record_type: type[R], record: str) -> R:
+def _load(record_type: type[R], record: str | bytes) -> R:
     values = json.loads(record)
-    for spec in _field_specs(record_type):
+    for spec in _FIELD_SPECS[record_type]:
         text = values.get(spec.name)
         if text is None or spec.time_type is None:
             continue

@@ -147,13 +147,27 @@ DIGEST_COLUMNS = "channel_id, time_of_day, timezone, created_by, created_at, las
 def store_from_url(url: str) -> StateStore:
     """Build the state store that a `BUILDS_STATE_URL` value names, without opening it.
 
+    `redis://` and `rediss://` URLs give a `RedisStateStore` with the default
+    key prefix, and the SQLite forms in `URL_FORMS` give a `SqliteStateStore`.
+
     Raises:
-        ConfigError: the URL is not one of the SQLite forms in `URL_FORMS`.
+        ConfigError: the URL is neither a SQLite form nor a valid Redis URL.
+            The message never shows the password of a Redis URL.
     """
+    # Imported here, so that a bot on SQLite does not load redis-py.
+    from bot.state.redis import URL_FORMS as REDIS_URL_FORMS
+    from bot.state.redis import RedisStateStore
+
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            return RedisStateStore(url)
+        except ValueError as error:
+            raise ConfigError("BUILDS_STATE_URL", str(error)) from error
+
     if not url.startswith(URL_PREFIX):
         if url.startswith("sqlite:"):
             raise ConfigError("BUILDS_STATE_URL", f"{url!r} is not a valid SQLite URL: use {URL_FORMS}")
-        raise ConfigError("BUILDS_STATE_URL", f"{url!r} is not supported yet: use sqlite:///path.db ({URL_FORMS})")
+        raise ConfigError("BUILDS_STATE_URL", f"{url!r} is not supported yet: use sqlite:///path.db ({URL_FORMS}) or {REDIS_URL_FORMS}")
 
     path = url.removeprefix(URL_PREFIX)
     if not path or path == "/":
