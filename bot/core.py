@@ -247,7 +247,7 @@ class BuildsCore:
     def _render_list(self, state: ViewState, listing: Listing[ModelBuild]) -> Reply:
         # Rendering is most of the CPU time of a cache hit. Its inputs are the view, the cached
         # listing and the clock, so the clock is read to the second and a repeat within that
-        # second reuses the reply. The entry keeps its listing, so the listing's id stays unique.
+        # second reuses the reply. Each memo entry holds its listing, so that id is not reused.
         now = self._clock().replace(microsecond=0)
         key = (state, id(listing), now)
         hit = self._rendered.get(key)

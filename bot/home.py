@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from aiohttp import ClientError
@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks import context, section
 from bot.core import BuildsCore, Clock
 from bot.delivery import slack_error_code
+from bot.errors import StateUnavailableError
 from bot.formatting import name, slack_date
 from bot.state.base import Mute, StateStore, Subscription
 
@@ -30,8 +31,18 @@ MAX_LISTED = 15
 class HomeTab:
     """Publish the Home tab for a user when they open it or press Refresh."""
 
-    def __init__(self, *, core: BuildsCore, store: StateStore, client: AsyncWebClient, token: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        core: BuildsCore,
+        store: StateStore,
+        client: AsyncWebClient,
+        token: str,
+        clock: Clock,
+        available: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._core = core
+        self._available = available
         self._store = store
         self._client = client
         self._token = token
@@ -56,15 +67,21 @@ class HomeTab:
         """Return the Home view of `user_id`, within Slack's 100-block limit."""
         now = self._clock()
         overview = await self._core.overview(max_blocks=OVERVIEW_BLOCKS)
-        subscriptions = [item for item in await self._store.subscriptions() if item.created_by == user_id]
-        mutes = [item for item in await self._store.mutes(now=now) if item.muted_by == user_id]
-
-        blocks: list[Block] = [*overview.blocks, DividerBlock()]
-        blocks.append(section(_subscriptions_text(subscriptions, now=now)))
-        blocks.append(section(_mutes_text(mutes, now=now)))
+        blocks: list[Block] = [*overview.blocks, DividerBlock(), *await self._state_blocks(user_id, now=now)]
         blocks.append(ActionsBlock(elements=[ButtonElement(text="Refresh", action_id=HOME_REFRESH, value="refresh")]))
         blocks.append(context(f"Updated {slack_date(now, now=now)}"))
         return View(type="home", blocks=blocks[:MAX_HOME_BLOCKS])
+
+    async def _state_blocks(self, user_id: str, *, now: datetime) -> list[Block]:
+        try:
+            if not self._available():
+                raise StateUnavailableError("the state store has not been opened yet")
+            subscriptions = [item for item in await self._store.subscriptions() if item.created_by == user_id]
+            mutes = [item for item in await self._store.mutes(now=now) if item.muted_by == user_id]
+        except StateUnavailableError as error:
+            logger.warning("home.state_unavailable", extra={"user_id": user_id, "error": str(error)})
+            return [section("*Your subscriptions and mutes*\nUnavailable right now: the bot's state store does not respond.")]
+        return [section(_subscriptions_text(subscriptions, now=now)), section(_mutes_text(mutes, now=now))]
 
 
 def _subscriptions_text(subscriptions: Sequence[Subscription], *, now: datetime) -> str:

@@ -59,10 +59,11 @@ class Reply:
         The blocks are serialized once per reply, because a reply reused for repeated lookups
         is sent many times. The block dicts are shared between calls, so callers must not change them.
         """
-        if self._block_dicts is None:
-            object.__setattr__(self, "_block_dicts", [block.to_dict() for block in self.blocks])
-        assert self._block_dicts is not None
-        return {"text": self.text, "blocks": list(self._block_dicts)}
+        block_dicts = self._block_dicts
+        if block_dicts is None:
+            block_dicts = [block.to_dict() for block in self.blocks]
+            object.__setattr__(self, "_block_dicts", block_dicts)
+        return {"text": self.text, "blocks": list(block_dicts)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,7 +169,9 @@ class BotRuntime:
             delivery=delivery,
             alerts=alerts.commands,
             codec=codec,
-            home=HomeTab(core=core, store=alerts.store, client=slack_client, token=token, clock=self._clock),
+            home=HomeTab(
+                core=core, store=alerts.store, client=slack_client, token=token, clock=self._clock, available=alerts.opened.is_set
+            ),
             token=token,
             socket_mode=self._socket_mode,
         )

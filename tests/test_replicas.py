@@ -204,3 +204,26 @@ async def test_redis_outage_lookups_answer_and_alerts_resume(
     assert sent == 1
     assert "during-outage" in message_text(slack.api_calls("chat.postMessage")[0].body)
     assert ready_again.status_code == 200
+
+
+async def test_start_while_redis_down_then_recover(
+    redis_server: RedisServer, stand_ins: tuple[SandboxServer, SlackStandIn]
+) -> None:
+    """A replica that starts while Redis is down serves lookups, reports not ready, and recovers without a restart."""
+    sandbox, slack = stand_ins
+    redis_server.stop()
+    async with alert_bot(sandbox, slack, clock=Clock(now=datetime.now(UTC)), state_url=redis_server.url) as bot:
+        lookup = await bot.command("support-bot")
+        not_ready = await bot.http.get("/readyz")
+
+        redis_server.start()
+        assert bot.runtime.alerts is not None
+        await asyncio.wait_for(bot.runtime.alerts.opened.wait(), WAIT_LIMIT)
+        subscribed = await bot.command("subscribe support-bot")
+        ready = await bot.http.get("/readyz")
+
+    assert "Builds of support-bot" in message_text(lookup)
+    assert not_ready.status_code == 503
+    assert "state_store" in not_ready.json()["problems"]
+    assert "now gets alerts for support-bot" in message_text(subscribed)
+    assert ready.status_code == 200

@@ -36,6 +36,8 @@ class Leadership:
     ) -> None:
         self._store = store
         self._on_lead = on_lead
+        # Replaced by the runtime with a check that the store has been opened.
+        self.available: Callable[[], bool] = lambda: True
         self.holder = holder or make_holder_id()
         self.ttl = poll_interval * 1.5
         self.interval = poll_interval / 2
@@ -56,6 +58,9 @@ class Leadership:
 
     async def renew(self) -> bool:
         """Take or renew the lease once; return whether this process leads now."""
+        if not self.available():
+            self.is_leader = False
+            return False
         try:
             leading = await self._store.acquire_lease(LEASE_NAME, self.holder, ttl=self.ttl)
         except StateUnavailableError as error:

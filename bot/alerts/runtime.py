@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -28,6 +29,9 @@ from bot.state.sqlite import store_from_url
 logger = logging.getLogger(__name__)
 
 LOOP_STOP_TIMEOUT = 10.0
+# Seconds between tries to open a state store that did not respond at start-up.
+OPEN_RETRY_FIRST = 0.5
+OPEN_RETRY_MAX = 30.0
 
 
 class AlertRuntime:
@@ -56,26 +60,50 @@ class AlertRuntime:
         self.poller = Poller(settings=settings, client=client, store=self.store, clock=clock, on_enqueued=self.sender.wake, metrics=metrics)
         self.commands = AlertCommands(settings=settings, store=self.store, clock=clock, on_subscribed=self.poller.trigger)
         self.digests: DigestScheduler | None = None
+        self.opened = asyncio.Event()
+        self.commands.available = self.opened.is_set
+        self.leadership.available = self.opened.is_set
         self._stop = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._opening: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> AlertRuntime:
         try:
-            await self.store.open()
+            await self._open()
         except StateUnavailableError as error:
-            # Lookups work without the store. Alert work waits until the store responds again (see Leadership).
+            # Lookups work without the store. Alert work waits, and the store is opened once it responds.
             logger.error("state.unavailable_at_start", extra={"error": str(error)})
             self.leadership.store_error = str(error)
-            return self
+            self._opening = asyncio.create_task(self._open_when_available(), name="alerts.open_store")
+        return self
 
+    async def _open(self) -> None:
+        await self.store.open()
         if self._settings.alert_channel:
             await self.commands.subscribe_at_start(self._settings.alert_channel, self._settings.assistants)
-        return self
+        self.opened.set()
+
+    async def _open_when_available(self) -> None:
+        delay = OPEN_RETRY_FIRST
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            if self._stop.is_set():
+                return
+            try:
+                await self._open()
+            except StateUnavailableError:
+                delay = min(delay * 2, OPEN_RETRY_MAX)
+                continue
+            logger.info("state.opened_after_outage", extra={"store": type(self.store).__name__})
+            return
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self._stop.set()
+        if self._opening is not None:
+            await self._opening
         if self._loops:
             done, pending = await asyncio.wait(self._loops, timeout=LOOP_STOP_TIMEOUT)
             for task in pending:

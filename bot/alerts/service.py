@@ -24,6 +24,7 @@ from bot.commands import (
     Unsubscribe,
 )
 from bot.config import Settings
+from bot.errors import StateUnavailableError
 from bot.render import Reply
 from bot.state.base import Digest, Mute, StateStore, Subscription
 
@@ -53,13 +54,20 @@ class AlertCommands:
         self._store = store
         self._clock = clock
         self._on_subscribed = on_subscribed
+        # Replaced by the runtime with a check that the store has been opened.
+        self.available: Callable[[], bool] = lambda: True
 
     def cached_mute(self, channel_id: str, assistant: str) -> Mute | None:
         """Return the active mute of an assistant in a channel from memory, without I/O."""
+        if not self.available():
+            return None
         return self._store.cached_mute(channel_id, assistant, now=self._clock())
 
     async def run(self, command: StateCommand, invocation: Invocation) -> Reply:
         """Run `command` for the user and channel of `invocation` and return the reply."""
+        if not self.available():
+            raise StateUnavailableError("the state store has not been opened yet; it is retried in the background")
+
         if isinstance(command, ListSubscriptions):
             return await self._list(invocation)
 
