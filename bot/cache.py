@@ -23,12 +23,21 @@ from cachetools import TTLCache
 
 from bot.errors import CacheMiss
 from bot.metrics import Metrics
+from bot.shared_cache import SharedCache
 
 logger = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
 DEFAULT_MAX_ENTRIES = 1024
+# A replica waits at most this long for another replica's fetch of the same key before fetching itself.
+DEFAULT_SHARED_WAIT = 30.0
+
+
+def _shareable(key: Hashable) -> tuple[str, ...] | None:
+    if isinstance(key, tuple) and all(isinstance(part, str) for part in key):
+        return key
+    return None
 
 
 def _utc_now() -> datetime:
@@ -66,6 +75,8 @@ class LookupCache(Generic[V]):
         timer: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utc_now,
         metrics: Metrics | None = None,
+        shared: SharedCache | None = None,
+        shared_wait: float = DEFAULT_SHARED_WAIT,
     ) -> None:
         self._ttl = ttl
         self._entries: TTLCache[Hashable, Entry[V]] | None = None
@@ -77,6 +88,8 @@ class LookupCache(Generic[V]):
         self._stale_on = stale_on
         self._now = now
         self._metrics = metrics or Metrics()
+        self._shared = shared
+        self._shared_wait = shared_wait
         self._in_flight: dict[Hashable, asyncio.Task[Entry[V]]] = {}
 
     def __len__(self) -> int:
@@ -114,7 +127,7 @@ class LookupCache(Generic[V]):
 
         task = self._in_flight.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._fetch(key, fetch))
+            task = asyncio.ensure_future(self._fetch(key, fetch, refresh=refresh))
             self._in_flight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
 
@@ -129,19 +142,34 @@ class LookupCache(Generic[V]):
         if not task.cancelled():
             task.exception()
 
-    async def _fetch(self, key: Hashable, fetch: Callable[[], Awaitable[V]]) -> Entry[V]:
+    async def _fetch(self, key: Hashable, fetch: Callable[[], Awaitable[V]], *, refresh: bool = False) -> Entry[V]:
         try:
-            value = await fetch()
+            value, fetched_at = await self._fetch_value(key, fetch, refresh=refresh)
         except Exception as error:
             return self._stale_or_raise(key, error)
 
-        entry = Entry(value, self._now())
+        entry = Entry(value, fetched_at)
         if self._entries is not None:
             self._entries[key] = entry
         if self._last_good is not None:
             self._last_good[key] = entry
         logger.debug("cache.stored", extra={"key": repr(key), "ttl": self._ttl})
         return entry
+
+    async def _fetch_value(self, key: Hashable, fetch: Callable[[], Awaitable[V]], *, refresh: bool) -> tuple[V, datetime]:
+        shared_key = _shareable(key)
+        # Without a shared cache, or for a key it cannot hold, this process fetches on its own.
+        if self._shared is None or self._ttl <= 0 or shared_key is None:
+            return await fetch(), self._now()
+
+        if refresh:
+            value = await fetch()
+            fetched_at = self._now()
+            await self._shared.put(shared_key, value, fetched_at, self._ttl)
+            return value, fetched_at
+
+        # One replica fetches for all; the others wait up to `shared_wait` for its result.
+        return await self._shared.fetch_once(shared_key, fetch, ttl=self._ttl, lock_ttl=self._shared_wait, wait=self._shared_wait)
 
     def _stale_or_raise(self, key: Hashable, error: Exception) -> Entry[V]:
         last_good = self._last_good.get(key) if self._last_good is not None else None

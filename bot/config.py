@@ -109,6 +109,7 @@ class Settings:
     alert_channel: str | None = None
     admins: frozenset[str] = frozenset()
     public_url: str | None = None
+    cache_url: str | None = None
 
     def twilio_credentials(self) -> tuple[str, str]:
         """Return the Basic auth user name and password for the Autopilot API."""
@@ -162,6 +163,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         alert_channel=_slack_id(env, "BUILDS_ALERT_CHANNEL", CHANNEL_ID, "a channel ID such as C0123ABCD (channel details > About)"),
         admins=_admins(env),
         public_url=_public_url(env),
+        cache_url=_cache_url(env),
     )
 
 
@@ -347,6 +349,21 @@ def log_level_from(environ: Mapping[str, str], default: str) -> str:
     """Return the validated BUILDS_LOG_LEVEL, or `default`, for commands that need no other setting."""
     value = environ.get("BUILDS_LOG_LEVEL", "").strip()
     return _log_level({"BUILDS_LOG_LEVEL": value or default})
+
+
+def _cache_url(env: Mapping[str, str]) -> str | None:
+    value = env.get("BUILDS_CACHE_URL")
+    if value is None:
+        return None
+
+    # Imported here, so a bot without a shared cache never loads redis-py.
+    from bot.state.redis import parse_redis_url
+
+    try:
+        parse_redis_url(value)
+    except ValueError as error:
+        raise ConfigError("BUILDS_CACHE_URL", str(error)) from error
+    return value
 
 
 def _log_format(env: Mapping[str, str]) -> bool:

@@ -41,6 +41,7 @@ from bot.errors import (
 )
 from bot.formatting import name
 from bot.metrics import Metrics
+from bot.shared_cache import SharedCache
 from bot.models import ModelBuild
 from bot.render import (
     AssistantFailures,
@@ -116,12 +117,21 @@ class BuildsCore:
         alerts: AlertCommands | None = None,
         codec: ButtonCodec | None = None,
         metrics: Metrics | None = None,
+        shared_cache: SharedCache | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self.metrics = metrics or Metrics()
         if cache is None:
-            cache = LookupCache(ttl=settings.cache_ttl, stale_max=settings.stale_max, stale_on=is_outage, now=clock, metrics=self.metrics)
+            cache = LookupCache(
+                ttl=settings.cache_ttl,
+                stale_max=settings.stale_max,
+                stale_on=is_outage,
+                now=clock,
+                metrics=self.metrics,
+                shared=shared_cache,
+                shared_wait=settings.lookup_timeout,
+            )
         self._cache: LookupCache[Any] = cache
         self._clock = clock
         self._alerts = alerts

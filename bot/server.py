@@ -32,6 +32,7 @@ from bot.delivery import ReplyDelivery, ResponseUrls, slack_error_code
 from bot.errors import ConfigError, StateUnavailableError
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics
+from bot.shared_cache import SharedCache
 from bot.home import HomeTab
 from bot.retry import RetryPolicy, Sleep
 from bot.slack_retry import build_retry_handlers
@@ -155,8 +156,15 @@ class BotRuntime:
         # The signing secret keys button values. Socket Mode may run without one, and then the bot token is the key.
         secret = self._settings.slack_signing_secret.reveal() if self._settings.slack_signing_secret else token
         codec = ButtonCodec(codec_key(secret))
+        shared_cache = await self._open_shared_cache()
         core = BuildsCore(
-            settings=self._settings, client=client, clock=self._clock, alerts=alerts.commands, codec=codec, metrics=self.metrics
+            settings=self._settings,
+            client=client,
+            clock=self._clock,
+            alerts=alerts.commands,
+            codec=codec,
+            metrics=self.metrics,
+            shared_cache=shared_cache,
         )
         alerts.attach_digest(core.builds_in_scope)
         delivery = ReplyDelivery(client=slack_client, token=token, response_urls=ResponseUrls(), retry_handlers=retry_handlers)
@@ -185,6 +193,15 @@ class BotRuntime:
         if self._run_alert_loops:
             alerts.start_loops()
         logger.info("server.started", extra={"mode": self.mode, "host": self._host, "port": self.bound_port})
+
+    async def _open_shared_cache(self) -> SharedCache | None:
+        if self._settings.cache_url is None:
+            return None
+        shared = SharedCache(self._settings.cache_url)
+        # open() logs an unreachable Redis and carries on: lookups then fetch on their own.
+        await shared.open()
+        self._stack.push_async_callback(shared.close)
+        return shared
 
     async def readiness(self) -> dict[str, str]:
         """Return a problem per dependency that is not ready: the state store, and the Slack connection in Socket Mode."""

@@ -57,6 +57,7 @@ import redis.asyncio as redis_asyncio
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 
 from bot.autopilot import Listing
 from bot.models import Assistant, ModelBuild
@@ -75,7 +76,7 @@ DEFAULT_POLL_INTERVAL = 0.05
 # a replica on the old code cannot decode records with the new fields, and reads them as misses.
 FORMAT_VERSION = "v1"
 
-# Failures of the server or the connection. Each makes the cache step aside, never the lookup fail.
+# Failures of the server or the connection. The cache logs them and falls back, so none makes a lookup fail.
 REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
 
 # KEYS[1] the value, KEYS[2] the lock. ARGV[1] lock token, ARGV[2] lock time to live in ms.
@@ -101,8 +102,18 @@ end
 return 0
 """
 
+# Statuses that LOOKUP_OR_LOCK_SCRIPT returns, besides 0 for a lock that another caller holds.
 _FOUND = 1
-_LOCKED = 2
+_LOCK_TAKEN = 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Connection:
+    """The connection pool of an open cache and its scripts, which run by EVALSHA and load again after a server restart."""
+
+    client: redis_asyncio.Redis
+    lookup_or_lock: AsyncScript
+    release: AsyncScript
 
 
 def _utc_now() -> datetime:
@@ -119,7 +130,12 @@ _TYPE_TAGS: dict[type[Any], str] = {record_type: tag for tag, record_type in _RE
 def _datetime_fields(record_type: type[Any]) -> frozenset[str]:
     """Read from the type hints of a record which of its fields hold datetimes."""
     hints = typing.get_type_hints(record_type)
-    return frozenset(field.name for field in dataclasses.fields(record_type) if datetime in typing.get_args(hints[field.name]) or hints[field.name] is datetime)
+    names = set()
+    for field in dataclasses.fields(record_type):
+        hint = hints[field.name]
+        if hint is datetime or datetime in typing.get_args(hint):
+            names.add(field.name)
+    return frozenset(names)
 
 
 # The datetime fields of each record type, read once at import.
@@ -136,8 +152,8 @@ def encode_value(value: object) -> str:
     where `item_type` is null for an empty listing.
 
     Raises:
-        TypeError: `value` is of another type, a listing mixes item types or holds
-            items of another type, or a field holds a value that JSON cannot carry.
+        TypeError: `value` is of another type, a listing mixes item types or contains
+            items of another type, or a field contains a value that JSON cannot encode.
     """
     return json.dumps(_value_to_json(value), separators=(",", ":"))
 
@@ -149,7 +165,10 @@ def decode_value(text: str | bytes) -> object:
         ValueError: `text` is not JSON, or not the form that `encode_value` writes,
             such as a record with a field that the model does not have.
     """
-    data = json.loads(text)
+    return _value_from_json(json.loads(text))
+
+
+def _value_from_json(data: object) -> object:
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object with a 'type' tag, got {type(data).__name__}")
 
@@ -166,12 +185,12 @@ def _value_to_json(value: object) -> dict[str, Any]:
         return {"type": "model_build", "fields": _record_to_json(value)}
     if isinstance(value, Listing):
         return _listing_to_json(value)
-    raise TypeError(f"cannot cache a {type(value).__name__}: the shared cache stores ModelBuild, Listing[ModelBuild] and Listing[Assistant]")
+    raise TypeError(f"cannot cache a value of type {type(value).__name__}: the shared cache stores ModelBuild, Listing[ModelBuild] and Listing[Assistant]")
 
 
 def _listing_to_json(listing: Listing[Any]) -> dict[str, Any]:
     if not isinstance(listing.items, list):
-        raise TypeError(f"cannot cache a Listing whose items are a {type(listing.items).__name__}: expected a list")
+        raise TypeError(f"cannot cache a Listing whose items are of type {type(listing.items).__name__}: expected a list")
 
     item_types = {type(item) for item in listing.items}
     if len(item_types) > 1 or not item_types <= {ModelBuild, Assistant}:
@@ -242,7 +261,7 @@ def _decode_record(text: str) -> tuple[object, datetime]:
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("fetched_at"), str):
         raise ValueError("expected a JSON object with 'fetched_at' text and a 'value'")
-    return decode_value(json.dumps(data.get("value"))), datetime.fromisoformat(data["fetched_at"])
+    return _value_from_json(data.get("value")), datetime.fromisoformat(data["fetched_at"])
 
 
 # The cache
@@ -280,7 +299,8 @@ class SharedCache:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
-        self._address = parse_redis_url(url)
+        # Checks the URL here, so a bad setting fails at startup instead of at the first lookup.
+        parse_redis_url(url)
         if not key_prefix:
             raise ValueError("key_prefix is empty: use a prefix such as 'builds-bot:cache:' so the keys of the cache stay apart")
         _require_positive("socket_timeout", socket_timeout)
@@ -293,7 +313,7 @@ class SharedCache:
         self._socket_timeout = socket_timeout
         self._poll_interval = poll_interval
         self._now = now
-        self._client: redis_asyncio.Redis | None = None
+        self._connection: _Connection | None = None
         self._available = True
 
     def __repr__(self) -> str:
@@ -308,34 +328,38 @@ class SharedCache:
         Raises:
             RuntimeError: the cache is already open.
         """
-        if self._client is not None:
+        if self._connection is not None:
             raise RuntimeError(f"shared cache {self._redacted_url} is already open")
 
-        self._client = redis_asyncio.Redis.from_url(
+        client = redis_asyncio.Redis.from_url(
             self._url,
             decode_responses=True,
             socket_timeout=self._socket_timeout,
             socket_connect_timeout=self._socket_timeout,
             retry=Retry(NoBackoff(), retries=0),
         )
-        self._lookup_or_lock = self._client.register_script(LOOKUP_OR_LOCK_SCRIPT)
-        self._release = self._client.register_script(RELEASE_SCRIPT)
+        self._connection = _Connection(
+            client=client,
+            lookup_or_lock=client.register_script(LOOKUP_OR_LOCK_SCRIPT),
+            release=client.register_script(RELEASE_SCRIPT),
+        )
         logger.info("shared_cache.opened", extra={"url": self._redacted_url, "key_prefix": self._prefix})
 
         try:
-            await self._call(self._client.ping(), operation="ping", key=None)
+            await self._call(client.ping(), operation="ping", key=None)
         except REDIS_ERRORS:
-            pass
+            # `_call` logged the outage.
+            return
 
     async def close(self) -> None:
         """Close the connection pool. Closing a closed cache does nothing."""
-        client = self._client
-        if client is None:
+        connection = self._connection
+        if connection is None:
             return
 
-        self._client = None
+        self._connection = None
         try:
-            await client.aclose()
+            await connection.client.aclose()
         except REDIS_ERRORS as error:
             logger.warning("shared_cache.close_failed", extra={"url": self._redacted_url, "error": repr(error)})
         logger.info("shared_cache.closed", extra={"url": self._redacted_url, "key_prefix": self._prefix})
@@ -344,7 +368,7 @@ class SharedCache:
         """Return the stored value of `key` and when it was fetched, or None when none is stored or Redis fails."""
         value_key = self._value_key(key)
         try:
-            text = await self._call(self._require_client().get(value_key), operation="get", key=key)
+            text = await self._call(self._require_connection().client.get(value_key), operation="get", key=key)
         except REDIS_ERRORS:
             return None
 
@@ -361,8 +385,9 @@ class SharedCache:
         """
         record = _encode_record(value, fetched_at)
         milliseconds = _milliseconds("ttl", ttl)
+        command = self._require_connection().client.set(self._value_key(key), record, px=milliseconds)
         try:
-            await self._call(self._require_client().set(self._value_key(key), record, px=milliseconds), operation="put", key=key)
+            await self._call(command, operation="put", key=key)
         except REDIS_ERRORS:
             return
 
@@ -389,13 +414,12 @@ class SharedCache:
             ValueError: `ttl` or `lock_ttl` is not positive, or `wait` is negative.
         """
         lock_milliseconds = _milliseconds("lock_ttl", lock_ttl)
-        _milliseconds("ttl", ttl)
+        _require_positive("ttl", ttl)
         if not wait >= 0 or math.isinf(wait):
             raise ValueError(f"wait must be a finite number of seconds of 0 or more, got {wait!r}")
 
         token = secrets.token_hex(16)
-        lookup = self._lookup_or_lock(keys=[self._value_key(key), self._lock_key(key)], args=[token, lock_milliseconds])
-        self._require_client()
+        lookup = self._require_connection().lookup_or_lock(keys=[self._value_key(key), self._lock_key(key)], args=[token, lock_milliseconds])
         try:
             status, text = await self._call(lookup, operation="fetch_once", key=key)
         except REDIS_ERRORS:
@@ -408,9 +432,10 @@ class SharedCache:
             # An undecodable record is a miss: this replica fetches and overwrites it.
             return await self._fetch_and_store(key, fetch, ttl=ttl)
 
-        if int(status) == _LOCKED:
+        if int(status) == _LOCK_TAKEN:
             return await self._fetch_as_lock_holder(key, fetch, ttl=ttl, token=token)
 
+        # Another replica holds the lock and fetches.
         waited = await self._wait_for_value(key, wait)
         if waited is not None:
             return cast(tuple[V, datetime], waited)
@@ -423,13 +448,18 @@ class SharedCache:
         try:
             return await self._fetch_and_store(key, fetch, ttl=ttl)
         finally:
-            release = self._require_client_or_none()
-            if release is not None:
-                try:
-                    await self._call(self._release(keys=[self._lock_key(key)], args=[token]), operation="release", key=key)
-                except REDIS_ERRORS:
-                    # The lock expires after lock_ttl, and until then other replicas fetch after `wait`.
-                    pass
+            await self._release_lock(key, token)
+
+    async def _release_lock(self, key: tuple[str, ...], token: str) -> None:
+        connection = self._connection
+        if connection is None:
+            # The cache was closed during the fetch, and the lock expires after lock_ttl.
+            return
+        try:
+            await self._call(connection.release(keys=[self._lock_key(key)], args=[token]), operation="release", key=key)
+        except REDIS_ERRORS:
+            # The lock expires after lock_ttl, and until then the other replicas fetch after `wait`.
+            return
 
     async def _fetch_and_store(self, key: tuple[str, ...], fetch: Callable[[], Awaitable[V]], *, ttl: float) -> tuple[V, datetime]:
         value = await fetch()
@@ -458,12 +488,12 @@ class SharedCache:
             await asyncio.sleep(min(self._poll_interval, remaining))
 
             try:
-                text, lock = await self._call(self._require_client().mget(keys), operation="wait", key=key)
+                text, lock = await self._call(self._require_connection().client.mget(keys), operation="wait", key=key)
             except REDIS_ERRORS:
                 return None
 
             # MGET reads both keys at one moment, and the holder stores the value before it deletes
-            # the lock, so a missing lock without a value means the holder's fetch failed.
+            # the lock, so a missing lock without a value means the holder's fetch failed or its lock expired.
             if text is not None:
                 return self._decode_or_none(key, text)
             if lock is None:
@@ -503,13 +533,10 @@ class SharedCache:
     def _lock_key(self, key: tuple[str, ...]) -> str:
         return f"{self._prefix}{FORMAT_VERSION}:lock:{_key_text(key)}"
 
-    def _require_client(self) -> redis_asyncio.Redis:
-        if self._client is None:
+    def _require_connection(self) -> _Connection:
+        if self._connection is None:
             raise RuntimeError(f"shared cache {self._redacted_url} is closed: call open() before using it")
-        return self._client
-
-    def _require_client_or_none(self) -> redis_asyncio.Redis | None:
-        return self._client
+        return self._connection
 
 
 def _key_text(key: tuple[str, ...]) -> str:

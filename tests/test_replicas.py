@@ -24,7 +24,7 @@ from bot.sandbox import SandboxServer
 from bot.sandbox_data import SandboxDataset, format_timestamp
 from tests.alert_fixtures import Clock, alert_bot
 from tests.conftest import bot_environment
-from tests.harness import message_text
+from tests.harness import message_text, running_bot
 from tests.redis_server import RedisServer, require_redis_server
 from tests.slack_server import SlackStandIn
 
@@ -227,3 +227,22 @@ async def test_start_while_redis_down_then_recover(
     assert "state_store" in not_ready.json()["problems"]
     assert "now gets alerts for support-bot" in message_text(subscribed)
     assert ready.status_code == 200
+
+
+async def test_shared_cache_one_request_for_two_replicas(
+    redis_server: RedisServer, stand_ins: tuple[SandboxServer, SlackStandIn]
+) -> None:
+    """With BUILDS_CACHE_URL, two replicas answering 20 identical lookups make one upstream request."""
+    sandbox, slack = stand_ins
+    credentials = sandbox.credentials
+    options = {"BUILDS_CACHE_URL": redis_server.url}
+    async with (
+        running_bot(slack, autopilot_url=sandbox.base_url, account_sid=credentials.account_sid, auth_token=credentials.auth_token, **options) as first,
+        running_bot(slack, autopilot_url=sandbox.base_url, account_sid=credentials.account_sid, auth_token=credentials.auth_token, **options) as second,
+    ):
+        responses = await asyncio.gather(*(replica.command("support-bot") for replica in [first, second] * 10))
+        replies = [await slack.next_response() for response in responses if not response.text]
+
+    assert all(response.status_code == 200 for response in responses)
+    assert all("Builds of support-bot" in message_text(reply.body) for reply in replies)
+    assert polls(sandbox) == 1
