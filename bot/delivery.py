@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiohttp import ClientError
+from aiohttp import ClientError, ClientSession
 from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -88,11 +88,15 @@ class ReplyDelivery:
         token: str,
         response_urls: ResponseUrls,
         retry_handlers: list[AsyncRetryHandler],
+        session: ClientSession | None = None,
     ) -> None:
         self._client = client
         self._token = token
         self.response_urls = response_urls
         self._retry_handlers = retry_handlers
+        # Without a session, slack-sdk opens a new one, and so a new connection, for every message.
+        # A given session's timeout replaces slack-sdk's 30 s, and its owner closes it after the last reply.
+        self._session = session
 
     async def send(self, reply: Reply, target: ReplyTarget, *, mode: Mode = "ephemeral") -> Channel:
         """Deliver `reply` and return the channel that worked, or `failed`.
@@ -115,7 +119,7 @@ class ReplyDelivery:
         return "failed"
 
     async def _via_response_url(self, url: str, payload: Mapping[str, Any], target: ReplyTarget) -> bool:
-        webhook = AsyncWebhookClient(url, retry_handlers=list(self._retry_handlers))
+        webhook = AsyncWebhookClient(url, retry_handlers=list(self._retry_handlers), session=self._session)
         self.response_urls.record_use(url)
         try:
             response = await webhook.send_dict(dict(payload))
