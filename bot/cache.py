@@ -112,8 +112,8 @@ class LookupCache(Generic[V]):
     async def get_entry(self, key: Hashable, fetch: Callable[[], Awaitable[V]], *, refresh: bool = False) -> Entry[V]:
         """Return the cache entry for `key`, fetching it once for all concurrent callers when missing.
 
-        With `refresh`, the fresh entry is dropped first, so the value is fetched again; the last good
-        value still stands in if that fetch fails.
+        With `refresh`, the fresh entry is dropped first, so the value is fetched again. The last good
+        value is still returned if that fetch fails.
         """
         if refresh and self._entries is not None:
             self._entries.pop(key, None)
