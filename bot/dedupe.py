@@ -25,7 +25,11 @@ MAX_SEEN = 50_000
 
 
 class RetryDeduplicator:
-    """Remember request ids for an hour and acknowledge repeats without running listeners."""
+    """Remember request ids for an hour and acknowledge repeats without running listeners.
+
+    NOTE: The memory is per process. Behind a load balancer, a retry that reaches another
+    replica than the first attempt is not recognised.
+    """
 
     def __init__(self, *, timer: Callable[[], float] | None = None) -> None:
         if timer is None:
