@@ -48,7 +48,12 @@ DEFAULT_MAX_PAGES = 20
 # No request may hang longer than this many seconds, however slowly bytes arrive.
 REQUEST_DEADLINE = 10.0
 TIMEOUTS = httpx.Timeout(connect=5.0, read=REQUEST_DEADLINE, write=5.0, pool=REQUEST_DEADLINE)
-MAX_CONNECTIONS = 32
+# Requests in flight at once per process: `failed` reads 100 assistants in two rounds of requests.
+MAX_CONNECTIONS = 50
+# httpcore 1.0's connection pool checks every pooled connection, and polls the socket of each idle
+# one, whenever a request starts or ends, so its cost per request grows with the pool's size. The
+# connections are split into pools of at most this many, and each request goes to the least busy pool.
+POOL_SIZE = 16
 # Twilio's default page size, the fallback when a server fails on a large page.
 SMALL_PAGE_SIZE = 50
 # The poller reads one page this size per assistant; more builds than this between polls is unusual.
@@ -94,13 +99,15 @@ class AutopilotClient:
         self._retry = retry or RetryPolicy(attempts=settings.retry_attempts, deadline=settings.lookup_timeout)
         self._transport = transport
         self._metrics = metrics or Metrics()
-        self._http: httpx.AsyncClient | None = None
+        self._pools: list[_Pool] = []
         self._slots: asyncio.Semaphore | None = None
 
     async def __aenter__(self) -> AutopilotClient:
         # Created here, inside the running loop that will use them.
         self._slots = asyncio.Semaphore(self._max_connections)
-        self._http = self._make_http_client()
+        # An injected transport has its own connection pool, so one client uses it.
+        sizes = [self._max_connections] if self._transport is not None else _pool_sizes(self._max_connections)
+        self._pools = [_Pool(self._make_http_client(size), size) for size in sizes]
         logger.info("autopilot.client_started", extra={"base_url": self._base_url})
         return self
 
@@ -114,9 +121,10 @@ class AutopilotClient:
 
     async def aclose(self) -> None:
         """Close the connection pool; later requests raise `RuntimeError`."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._pools:
+            pools, self._pools = self._pools, []
+            for pool in pools:
+                await pool.http.aclose()
             logger.info("autopilot.client_stopped", extra={"base_url": self._base_url})
 
     async def list_builds(self, assistant: str) -> Listing[ModelBuild]:
@@ -145,12 +153,12 @@ class AutopilotClient:
         listing = await self._walk(self._url("Assistants"), key="assistants")
         return Listing([parse_assistant(raw) for raw in listing.items], listing.complete)
 
-    def _make_http_client(self) -> httpx.AsyncClient:
+    def _make_http_client(self, connections: int) -> httpx.AsyncClient:
         user, password = self._settings.twilio_credentials()
         return httpx.AsyncClient(
             auth=httpx.BasicAuth(user, password),
             timeout=TIMEOUTS,
-            limits=httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             headers={"User-Agent": f"builds-bot/{__version__}", "Accept": "application/json"},
             follow_redirects=False,
             transport=self._transport,
@@ -251,7 +259,7 @@ class AutopilotClient:
         return delay
 
     async def _get_json_once(self, url: str, params: Mapping[str, int] | None, *, timeout: float) -> object:
-        if self._http is None or self._slots is None:
+        if not self._pools or self._slots is None:
             raise RuntimeError("AutopilotClient is not open: use it as 'async with AutopilotClient(settings)'")
 
         async with self._slots:
@@ -271,20 +279,39 @@ class AutopilotClient:
             ) from error
 
     async def _send(self, url: str, params: Mapping[str, int] | None, *, timeout: float) -> httpx.Response:
-        assert self._http is not None
+        # The semaphore admits at most `max_connections` requests, the pools' total size, so one has a free connection.
+        pool = max(self._pools, key=lambda candidate: candidate.size - candidate.in_flight)
+        pool.in_flight += 1
         try:
             async with asyncio.timeout(max(timeout, 0.0)):
-                response = await self._http.get(url, params=params)
+                response = await pool.http.get(url, params=params)
         except (TimeoutError, httpx.TimeoutException) as error:
             raise ApiTimeoutError(f"request to {url} timed out after {timeout:g} s", url=url) from error
         except httpx.TransportError as error:
             raise ApiConnectionError(f"could not connect to {url}: {error.__class__.__name__}", url=url) from error
+        finally:
+            pool.in_flight -= 1
 
         logger.debug(
             "autopilot.response",
             extra={"url": str(response.request.url), "status": response.status_code, "elapsed_ms": _elapsed_ms(response)},
         )
         return response
+
+
+@dataclass(slots=True)
+class _Pool:
+    """One httpx client, the connections its pool may hold, and the requests it is sending now."""
+
+    http: httpx.AsyncClient
+    size: int
+    in_flight: int = 0
+
+
+def _pool_sizes(connections: int) -> list[int]:
+    """Return the sizes of the fewest pools of at most POOL_SIZE connections that hold `connections`."""
+    count = max(-(-connections // POOL_SIZE), 1)
+    return [connections // count + (1 if index < connections % count else 0) for index in range(count)]
 
 
 @dataclass(frozen=True, slots=True)

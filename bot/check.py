@@ -20,6 +20,7 @@ from bot.state.sqlite import SqliteStateStore, store_from_url
 
 logger = logging.getLogger(__name__)
 
+REDIS_TIMEOUT = 3.0
 SLACK_FIXES = {
     "invalid_auth": "the token is mistyped or revoked: copy the Bot User OAuth Token (xoxb-…) again from OAuth & Permissions",
     "not_authed": "no token reached Slack: set SLACK_BOT_TOKEN",
@@ -59,6 +60,9 @@ async def run_checks(environ: Mapping[str, str]) -> list[CheckResult]:
 
     results = [CheckResult("configuration", True, "every variable is valid")]
     results.append(await check_slack(settings))
+    for name, url in (("state store", settings.state_url), ("shared cache", settings.cache_url)):
+        if url is not None and url.startswith(("redis://", "rediss://")):
+            results.append(await check_redis(name, url))
     if settings.slack_app_token is not None:
         results.append(await check_socket_mode(settings))
     results.append(await check_autopilot(settings))
@@ -80,6 +84,23 @@ def _serve_problem(settings: Settings) -> str | None:
     except ConfigError as error:
         return str(error)
     return None
+
+
+async def check_redis(name: str, url: str) -> CheckResult:
+    """PING the Redis server that `url` names, once, with a short timeout."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from bot.state.redis import redact_url
+
+    client = Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as error:
+        return CheckResult(name, False, f"{redact_url(url)} does not respond ({type(error).__name__}): start Redis or fix the URL")
+    finally:
+        await client.aclose()
+    return CheckResult(name, True, f"{redact_url(url)} responds to PING")
 
 
 async def check_slack(settings: Settings) -> CheckResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -71,8 +71,8 @@ Clock = Callable[[], datetime]
 
 
 PREVIEW_BUILDS = 3
-# Rendered build lists kept for repeats within one second: a few per assistant being looked at.
-RENDERED_LISTS = 64
+# Rendered replies kept for repeats within one second: a few per assistant being looked at.
+RENDERED_REPLIES = 64
 
 
 def utc_now() -> datetime:
@@ -136,7 +136,7 @@ class BuildsCore:
         self._clock = clock
         self._alerts = alerts
         self._codec = codec
-        self._rendered: LRUCache[tuple[ViewState, int, datetime], tuple[Listing[ModelBuild], Reply]] = LRUCache(maxsize=RENDERED_LISTS)
+        self._rendered: LRUCache[tuple[Hashable, datetime], tuple[object, Reply]] = LRUCache(maxsize=RENDERED_REPLIES)
 
     async def reply(self, text: str, *, cached_only: bool = False, invocation: Invocation | None = None) -> Reply:
         """Return the reply to `text`; with `cached_only`, raise `CacheMiss` rather than do I/O.
@@ -155,9 +155,9 @@ class BuildsCore:
             work = partial(self._list_view, state, request)
         return await self._answer(work, request, text=repr(state))
 
-    async def overview(self, *, max_blocks: int = MAX_BLOCKS) -> Reply:
+    async def overview(self, *, max_blocks: int = MAX_BLOCKS, refresh: bool = False) -> Reply:
         """Return the overview of every assistant in scope within `max_blocks` blocks, for the Home tab."""
-        request = _Request(cached_only=False)
+        request = _Request(cached_only=False, refresh=refresh)
         return await self._answer(partial(self._overview, request, max_blocks=max_blocks), request, text="status")
 
     async def link_preview(self, assistant: str, build: str | None) -> Reply:
@@ -255,19 +255,24 @@ class BuildsCore:
         return self._with_mute(self._render_list(state, listing), command.assistant, request)
 
     def _render_list(self, state: ViewState, listing: Listing[ModelBuild]) -> Reply:
-        # Rendering is most of the CPU time of a cache hit. Its inputs are the view, the cached
-        # listing and the clock, so the clock is read to the second and a repeat within that
-        # second reuses the reply. Each memo entry holds its listing, so that id is not reused.
-        now = self._clock().replace(microsecond=0)
-        key = (state, id(listing), now)
-        hit = self._rendered.get(key)
-        if hit is not None and hit[0] is listing:
-            return hit[1]
+        def render(now: datetime) -> Reply:
+            return render_assistant_builds(
+                state.assistant, listing, status=state.status, now=now, command=self._settings.command, offset=state.offset, codec=self._codec
+            )
 
-        reply = render_assistant_builds(
-            state.assistant, listing, status=state.status, now=now, command=self._settings.command, offset=state.offset, codec=self._codec
-        )
-        self._rendered[key] = (listing, reply)
+        return self._rendered_once((state, id(listing)), listing, render)
+
+    def _rendered_once(self, key: Hashable, inputs: object, render: Callable[[datetime], Reply]) -> Reply:
+        # Rendering is most of the CPU time of a cache hit. A reply depends on the command, the cached
+        # data (in `key` by id) and the clock, so the clock is read to the second and a repeat within
+        # that second reuses the reply. Each entry keeps its `inputs` alive, so no id in a key is reused.
+        now = self._clock().replace(microsecond=0)
+        entry = self._rendered.get((key, now))
+        if entry is not None:
+            return entry[1]
+
+        reply = render(now)
+        self._rendered[(key, now)] = (inputs, reply)
         return reply
 
     def _with_mute(self, reply: Reply, assistant: str, request: _Request) -> Reply:
@@ -312,26 +317,29 @@ class BuildsCore:
             return ScopedBuilds(assistant, None, error)
 
     async def _failed(self, command: FailedBuilds, request: _Request) -> Reply:
-        now = self._clock()
         try:
             scoped = await self._scoped_builds(request)
         except AutopilotError as error:
             self._log_failure(error)
             return render_api_error(error, subject="the list of assistants")
 
-        since = now - command.window
-        report = FailedReport(
-            window_text=command.window_text,
-            since=since,
-            assistants_checked=len(scoped),
-            groups=[
-                AssistantFailures(item.assistant, failed_within(item.listing.items, since=since), item.listing.complete)
-                for item in scoped
-                if item.listing is not None
-            ],
-            errors=[(item.assistant, item.error) for item in scoped if item.error is not None],
-        )
-        return render_failed(report, now=now, command=self._settings.command)
+        def render(now: datetime) -> Reply:
+            since = now - command.window
+            report = FailedReport(
+                window_text=command.window_text,
+                since=since,
+                assistants_checked=len(scoped),
+                groups=[
+                    AssistantFailures(item.assistant, failed_within(item.listing.items, since=since), item.listing.complete)
+                    for item in scoped
+                    if item.listing is not None
+                ],
+                errors=[(item.assistant, item.error) for item in scoped if item.error is not None],
+            )
+            return render_failed(report, now=now, command=self._settings.command)
+
+        key = (command, tuple((item.assistant, id(item.listing), id(item.error)) for item in scoped))
+        return self._rendered_once(key, scoped, render)
 
     async def _assistants_in_scope(self, request: _Request) -> list[str]:
         if self._settings.assistants:

@@ -39,7 +39,7 @@ def register_events(
         await ack()
         user_id = (body.get("user") or {}).get("id")
         if user_id:
-            tasks.spawn(home.publish(user_id), name=f"home:{user_id}")
+            tasks.spawn(home.publish(user_id, refresh=True), name=f"home:{user_id}")
 
     async def on_link_shared(event: dict[str, Any]) -> None:
         links = [link for link in (parse_link(str(item.get("url", "")), base_url) for item in event.get("links", [])[:MAX_LINKS]) if link]

@@ -48,9 +48,12 @@ class HomeTab:
         self._token = token
         self._clock = clock
 
-    async def publish(self, user_id: str) -> bool:
-        """Build the user's Home view and publish it with `views.publish`; return whether Slack accepted it."""
-        view = await self.build_view(user_id)
+    async def publish(self, user_id: str, *, refresh: bool = False) -> bool:
+        """Build the user's Home view and publish it with `views.publish`; return whether Slack accepted it.
+
+        With `refresh` (the Refresh button) the overview is read from the API instead of the cache.
+        """
+        view = await self.build_view(user_id, refresh=refresh)
         try:
             await self._client.views_publish(token=self._token, user_id=user_id, view=view.to_dict())
         except SlackApiError as error:
@@ -63,10 +66,10 @@ class HomeTab:
         logger.info("home.published", extra={"user_id": user_id})
         return True
 
-    async def build_view(self, user_id: str) -> View:
+    async def build_view(self, user_id: str, *, refresh: bool = False) -> View:
         """Return the Home view of `user_id`, within Slack's 100-block limit."""
         now = self._clock()
-        overview = await self._core.overview(max_blocks=OVERVIEW_BLOCKS)
+        overview = await self._core.overview(max_blocks=OVERVIEW_BLOCKS, refresh=refresh)
         blocks: list[Block] = [*overview.blocks, DividerBlock(), *await self._state_blocks(user_id, now=now)]
         blocks.append(ActionsBlock(elements=[ButtonElement(text="Refresh", action_id=HOME_REFRESH, value="refresh")]))
         blocks.append(context(f"Updated {slack_date(now, now=now)}"))

@@ -45,7 +45,11 @@ class JsonFormatter(EventFormatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        entry.update({key: _plain(value) for key, value in vars(record).items() if key not in STANDARD_ATTRIBUTES})
+        for key, value in vars(record).items():
+            if key in STANDARD_ATTRIBUTES:
+                continue
+            # An extra named like a base field (level, time, ...) keeps the base field intact.
+            entry[f"extra_{key}" if key in entry else key] = _plain(value)
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return self._mask(json.dumps(entry, ensure_ascii=False))

@@ -206,7 +206,9 @@ class BotRuntime:
     async def readiness(self) -> dict[str, str]:
         """Return a problem per dependency that is not ready: the state store, and the Slack connection in Socket Mode."""
         problems: dict[str, str] = {}
-        if self.alerts is not None:
+        if self.alerts is not None and not self.alerts.opened.is_set():
+            problems["state_store"] = f"not opened yet, retrying: {self.alerts.leadership.store_error or 'no answer'}"
+        elif self.alerts is not None:
             try:
                 await asyncio.wait_for(self.alerts.store.ping(), READY_CHECK_TIMEOUT)
             except (StateUnavailableError, TimeoutError) as error:
@@ -240,7 +242,9 @@ class BotRuntime:
         self._socket_handler = handler
         self._stack.push_async_callback(self.tasks.drain, DRAIN_TIMEOUT)
         self._stack.push_async_callback(handler.close_async)
-        await handler.connect_async()
+        # Connecting may take several tries; health, readiness and alerts do not wait for it.
+        connecting = asyncio.create_task(handler.connect_async(), name="slack.socket_connect")
+        self._stack.push_async_callback(_cancel, connecting)
 
 
 async def _warm_identity(identity: BotIdentity) -> None:
@@ -253,6 +257,12 @@ async def _warm_identity(identity: BotIdentity) -> None:
     except (ClientError, TimeoutError) as error:
         # The first request loads it instead; the bot still starts while Slack is unreachable.
         logger.warning("slack.auth_test_failed", extra={"error": repr(error)})
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _check_app_token(client: AsyncWebClient, app_token: str) -> None:

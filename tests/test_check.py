@@ -101,3 +101,13 @@ async def test_check_unreachable_api(slack: SlackStandIn) -> None:
     autopilot_result = next(result for result in results if result.name == "autopilot")
     assert not autopilot_result.ok
     assert "could not be reached" in autopilot_result.detail
+
+
+async def test_check_redis_not_responding(sandbox: SandboxServer, slack: SlackStandIn) -> None:
+    # Port 9 on loopback has no Redis, so the connection is refused at once.
+    results = await run_checks(environment(sandbox, slack, BUILDS_STATE_URL="redis://127.0.0.1:9/0", BUILDS_CACHE_URL="redis://127.0.0.1:9/1"))
+
+    by_name = {result.name: result for result in results}
+    assert not by_name["state store"].ok
+    assert "redis://127.0.0.1:9/0 does not respond" in by_name["state store"].detail
+    assert not by_name["shared cache"].ok

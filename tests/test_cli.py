@@ -239,7 +239,7 @@ async def test_socket_mode_stops_on_sigterm_while_connecting(sandbox: SandboxSer
                 await process.wait()
 
     assert process.returncode == 0
-    assert "server.start_interrupted" in stderr.decode()
+    assert "server.stopped" in stderr.decode()
 
 
 async def _wait_for_calls(slack: SlackStandIn, method: str, count: int) -> None:

@@ -80,3 +80,16 @@ def test_log_format_setting() -> None:
     assert load_settings(base).log_json is False
     with pytest.raises(ConfigError, match=r"^BUILDS_LOG_FORMAT: invalid value 'yaml'"):
         load_settings({**base, "BUILDS_LOG_FORMAT": "yaml"})
+
+
+def test_json_extra_cannot_replace_base_fields() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream, json_lines=True)
+
+    logging.getLogger("bot.alerts").info("alerts.subscribed", extra={"level": "failures", "event": "other"})
+
+    entry = json.loads(stream.getvalue())
+    assert entry["level"] == "INFO"
+    assert entry["event"] == "alerts.subscribed"
+    assert entry["extra_level"] == "failures"
+    assert entry["extra_event"] == "other"

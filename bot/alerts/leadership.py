@@ -82,6 +82,8 @@ class Leadership:
         if self.store_error is None:
             # Logged once per outage. Alert work waits until the store responds again.
             logger.error("state.unavailable", extra={"holder": self.holder, "error": str(error)})
+        if self.is_leader:
+            logger.info("leadership.changed", extra={"holder": self.holder, "leader": False})
         self.store_error = str(error)
         self.is_leader = False
 

@@ -101,7 +101,7 @@ class AlertCommands:
     async def _subscribe(self, command: Subscribe, invocation: Invocation) -> Reply:
         subscription = Subscription(invocation.channel_id, command.assistant, command.level, invocation.user_id, self._clock())
         await self._store.subscribe(subscription)
-        logger.info("alerts.subscribed", extra={"channel_id": invocation.channel_id, "assistant": command.assistant, "level": command.level})
+        logger.info("alerts.subscribed", extra={"channel_id": invocation.channel_id, "assistant": command.assistant, "alert_level": command.level})
         self._on_subscribed()
         return replies.subscribed(command.assistant, command.level)
 
