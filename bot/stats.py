@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from bot.models import ModelBuild
 
 RECENT_WINDOW = timedelta(hours=24)
-# The median covers the latest builds that report a duration, so an old slow
-# period does not hide a recent change.
+# The median covers the durations among the latest builds, the same sample as the
+# trend, so an old slow period does not hide a recent change.
 MEDIAN_SAMPLE = 20
 
 
@@ -29,7 +29,7 @@ class BuildSummary:
 def summarize(builds: Sequence[ModelBuild], *, now: datetime) -> BuildSummary:
     """Summarize builds ordered newest first, counting failures of the 24 hours before `now`."""
     since = now - RECENT_WINDOW
-    durations = [build.build_duration for build in builds if build.build_duration is not None][:MEDIAN_SAMPLE]
+    durations = [build.build_duration for build in builds[:MEDIAN_SAMPLE] if build.build_duration is not None]
 
     return BuildSummary(
         latest=builds[0] if builds else None,

@@ -199,15 +199,15 @@ def test_summarize_no_failures_no_streak() -> None:
 
 
 def test_summarize_median_of_last_20_durations() -> None:
-    # Durations are 1 to 25 s, newest first. The newest build has no duration yet and is skipped.
+    # Durations are 1 to 25 s, newest first. The newest build has no duration yet, so 19 of the latest 20 have one.
     builds = [build("completed", minutes_ago=index * 10, duration=index + 1) for index in range(25)]
     builds.append(build("building", minutes_ago=5, duration=None))
 
     report = summarize([scoped("support-bot", *builds)], now=NOW, stuck_after=STUCK_AFTER)
 
     (item,) = report.assistants
-    assert item.median_sample == 20
-    assert item.median_duration == 10.5
+    assert item.median_sample == 19
+    assert item.median_duration == 10
 
 
 def test_summarize_stuck_builds_oldest_first() -> None:
