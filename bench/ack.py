@@ -1,8 +1,8 @@
 """Time to acknowledge a slash command, with the API at 0 ms and at 5 s latency.
 
 Every command looks up a different build (`/builds bench-007 UG…`), so none is
-in the cache and each one is acknowledged before its API request and answered
-through the response_url. Clients wait for that reply before their next
+in the cache: each one is acknowledged before its API request, and its reply
+goes through the response_url. Clients wait for that reply before their next
 command, so at 5 s latency each client has one lookup in flight.
 """
 
@@ -13,7 +13,7 @@ import sys
 
 from bench.common import Profile, progress, script_main
 from bench.load import Results, cycle, loop_over, run_clients
-from bench.procs import Kind, sandbox, server, server_environment
+from bench.procs import Kind, Sandbox, sandbox, server_environment, servers
 from bench.report import Table, ms, ratio
 from bench.slack import SlackStandIn
 
@@ -36,8 +36,7 @@ async def run(profile: Profile) -> list[Table]:
                 random.Random(1).shuffle(texts)
                 for clients in profile.clients:
                     rounds = _rounds(profile, clients, latency)
-                    results = {kind: await _cell(kind, box, slack, texts, clients, rounds, profile) for kind in ("bot", "baseline")}
-                    bot, base = results["bot"], results["baseline"]
+                    bot, base = await _cell(box, slack, texts, clients, rounds, profile)
                     table.add(
                         f"{latency * 1000:g} ms",
                         clients,
@@ -63,14 +62,18 @@ def _rounds(profile: Profile, clients: int, latency: float) -> int:
     return max(320 // clients, 5)
 
 
-async def _cell(kind: Kind, box, slack: SlackStandIn, texts: list[str], clients: int, rounds: int, profile: Profile) -> Results:
-    progress(f"ack: {kind}, API latency {box.latency:g} s, {clients} clients, {rounds} commands each")
+async def _cell(box: Sandbox, slack: SlackStandIn, texts: list[str], clients: int, rounds: int, profile: Profile) -> tuple[Results, Results]:
     # Each client takes its own slice of builds, so no lookup repeats within a cell.
     source = cycle(texts, rounds, stride=rounds)
     reply_timeout = 3 * box.latency + profile.seconds(10.0, 2.0)
-    async with server(kind, server_environment(box, slack)) as running:
-        work = loop_over(slack, source, reply_timeout=reply_timeout)
-        return await run_clients(running.port, clients, work, deadline=profile.seconds(30.0, 2.0))
+    results: dict[Kind, Results] = {}
+    # Fresh processes per cell: a baseline that fell behind would still be working through the last cell.
+    async with servers(server_environment(box, slack)) as running:
+        for kind, process in running.items():
+            progress(f"ack: {kind}, API latency {box.latency:g} s, {clients} clients, {rounds} commands each")
+            work = loop_over(slack, source, reply_timeout=reply_timeout)
+            results[kind] = await run_clients(process.port, clients, work, deadline=profile.seconds(30.0, 2.0))
+    return results["bot"], results["baseline"]
 
 
 if __name__ == "__main__":

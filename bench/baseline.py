@@ -120,6 +120,13 @@ def create_baseline_app(environ: dict[str, str]) -> App:
     return app
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog of 5 drops the connections of a burst of clients, and
+    # each dropped one waits a second to retry, which would count against the baseline.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def _handler(app: App) -> type[BaseHTTPRequestHandler]:
     class BoltHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -161,8 +168,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     app = create_baseline_app(dict(os.environ))
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(app))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", args.port), _handler(app))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

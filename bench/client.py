@@ -1,7 +1,7 @@
 """A minimal HTTP/1.1 keep-alive client on asyncio streams, for the load generator.
 
-aiohttp's and httpx's clients spend 100 to 300 µs of CPU per request, which on
-two cores would be taken from the server under test. This client writes one
+aiohttp's and httpx's clients spend more CPU per request, and on two cores
+that time would be taken from the server under test. This client writes one
 pre-built request and reads one `Content-Length` response per call, and opens
 a new connection when the server closes the old one (HTTP/1.0 servers do).
 """

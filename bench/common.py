@@ -1,4 +1,4 @@
-"""What every benchmark script shares: the full and smoke profiles, the machine line and `main()`."""
+"""Parts shared by every benchmark script: the full and smoke profiles, the machine line and `main()`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bench.report import Table
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """How big a run is: the client counts, and a factor that scales API latencies and command counts."""
+    """The size of a run: the client counts, and whether latencies, counts and time limits shrink for a smoke run."""
 
     smoke: bool
     clients: Sequence[int]
@@ -35,7 +35,7 @@ class Profile:
 
 
 FULL = Profile(smoke=False, clients=(1, 16, 64))
-SMOKE = Profile(smoke=True, clients=(1, 4))
+SMOKE = Profile(smoke=True, clients=(2,))
 
 Benchmark = Callable[[Profile], Awaitable[list[Table]]]
 

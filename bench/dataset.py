@@ -1,7 +1,7 @@
 """Sandbox datasets of any size: `assistants` assistants with `builds` model builds each.
 
 Assistants are named `bench-000`, `bench-001` and so on. Builds are 20 minutes
-apart, newest first, and about one in eight failed, so `failed 24h` finds
+apart, the newest 20 minutes old, and about one in eight failed, so `failed 24h` finds
 failures in every assistant that has more than a few builds.
 """
 

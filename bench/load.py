@@ -2,9 +2,10 @@
 
 Each client holds one keep-alive connection, opened before the clock starts,
 and runs in a closed loop: send a command, read the acknowledgement, wait for
-the final reply (the acknowledgement itself when it carries the reply,
-otherwise the message posted to the command's response_url), then send the
-next. All clients start together, so the first commands arrive at once.
+the final reply, then send the next. The final reply is the acknowledgement
+itself when it carries the reply, otherwise the message posted to the
+command's response_url. All clients start together, so the first commands
+arrive at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from bench.slack import SlackStandIn, reply_json, signed_command
 # Slack shows the user an error when a command is not acknowledged within 3 seconds.
 SLACK_ACK_LIMIT = 3.0
 EVENTS_PATH = "/slack/events"
+# A bound on every client loop. The deadline and the text source end the loops long before it.
+MAX_COMMANDS_PER_CLIENT = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,7 @@ def loop_over(
 
     async def work(index: int, connection: Connection, stop_at: float) -> list[Sample]:
         samples: list[Sample] = []
-        for round_number in range(1_000_000):
+        for round_number in range(MAX_COMMANDS_PER_CLIENT):
             text = texts(index, round_number)
             if text is None or time.perf_counter() >= stop_at:
                 break

@@ -16,14 +16,13 @@ import sys
 from bench.common import Profile, progress, script_main
 from bench.dataset import assistant_name
 from bench.load import cycle, loop_over, run_clients
-from bench.procs import Kind, Sandbox, sandbox, server, server_environment
+from bench.procs import Server, sandbox, server_environment, servers
 from bench.report import Table
 from bench.slack import SlackStandIn
 
 ASSISTANTS = 100
 BUILDS = 100
 DISTINCT_BUILDS = 3000
-CLIENTS = 16
 
 
 async def run(profile: Profile) -> list[Table]:
@@ -37,27 +36,32 @@ async def run(profile: Profile) -> list[Table]:
         async with sandbox(assistants=assistants, builds=builds, latency=0.0) as box:
             targets = [f"{name} {sid}" for name, sid in await box.targets()]
             random.Random(3).shuffle(targets)
-            for kind in ("bot", "baseline"):
-                idle, cached, flooded = await _readings(kind, box, slack, assistants, targets[: profile.count(DISTINCT_BUILDS, 10)])
-                table.add(kind, f"{idle:.1f}", f"{cached:.1f}", f"{flooded:.1f}", f"{(cached - idle) * 1024 * 1024 / (assistants * builds):,.0f}")
+            async with servers(server_environment(box, slack)) as started:
+                for kind, running in started.items():
+                    idle, cached, flooded = await _readings(running, slack, assistants, targets[: profile.count(DISTINCT_BUILDS, 10)], max(profile.clients))
+                    table.add(kind, f"{idle:.1f}", f"{cached:.1f}", f"{flooded:.1f}", f"{(cached - idle) * 1024 * 1024 / (assistants * builds):,.0f}")
     table.notes.append("RSS includes the interpreter and every imported library. The baseline caches nothing; its growth is allocator high-water from serving.")
     return [table]
 
 
-async def _readings(kind: Kind, box: Sandbox, slack: SlackStandIn, assistants: int, distinct: list[str]) -> tuple[float, float, float]:
-    async with server(kind, server_environment(box, slack)) as running:
-        idle = running.rss_mb()
+async def _readings(running: Server, slack: SlackStandIn, assistants: int, distinct: list[str], clients: int) -> tuple[float, float, float]:
+    idle = running.rss_mb()
 
-        progress(f"memory: {kind}, caching the builds of {assistants} assistants")
-        names = [assistant_name(index) for index in range(assistants)] + ["failed"]
-        per_client = -(-len(names) // CLIENTS)
-        await run_clients(running.port, CLIENTS, loop_over(slack, _slice(names, per_client)), deadline=120.0)
-        cached = running.rss_mb()
+    progress(f"memory: {running.kind}, caching the builds of {assistants} assistants")
+    names = [assistant_name(index) for index in range(assistants)] + ["failed"]
+    await _send_all(running, slack, names, clients)
+    cached = running.rss_mb()
 
-        progress(f"memory: {kind}, {len(distinct)} distinct build lookups")
-        per_client = -(-len(distinct) // CLIENTS)
-        await run_clients(running.port, CLIENTS, loop_over(slack, _slice(distinct, per_client)), deadline=120.0)
-        return idle, cached, running.rss_mb()
+    progress(f"memory: {running.kind}, {len(distinct)} distinct build lookups")
+    await _send_all(running, slack, distinct, clients)
+    return idle, cached, running.rss_mb()
+
+
+async def _send_all(running: Server, slack: SlackStandIn, texts: list[str], clients: int) -> None:
+    per_client = -(-len(texts) // clients)
+    results = await run_clients(running.port, clients, loop_over(slack, _slice(texts, per_client)), deadline=120.0)
+    if results.unanswered():
+        raise RuntimeError(f"the {running.kind} left {results.unanswered()} of {len(texts)} commands unanswered:\n{running.log_tail()}")
 
 
 def _slice(items: list[str], per_client: int):

@@ -63,6 +63,10 @@ class Sandbox:
     auth_token: str
     latency: float
 
+    def cpu_seconds(self) -> float:
+        """Return the user plus system CPU time of the sandbox process so far, in seconds."""
+        return cpu_seconds(self.process.pid)
+
     async def request_count(self) -> tuple[int, dict[str, int]]:
         """Return the number of API requests since the last reset, and the count per path."""
         async with httpx.AsyncClient() as http:
@@ -116,13 +120,18 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """Return the user plus system CPU time of the server process so far, in seconds."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def log_tail(self, lines: int = 20) -> str:
         """Return the last lines of the server's log."""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the user plus system CPU time of process `pid` so far, from /proc/PID/stat, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kb(pid: int, field_name: str) -> int:
@@ -148,8 +157,25 @@ def server_environment(box: Sandbox, slack: SlackStandIn, **extra: str) -> dict[
 
 
 @contextlib.asynccontextmanager
-async def server(kind: Kind, environment: Mapping[str, str]) -> AsyncIterator[Server]:
-    """Run the bot (`builds-bot serve --http`) or the baseline on a free loopback port until the block ends."""
+async def servers(environment: Mapping[str, str], *, kinds: tuple[Kind, ...] = ("bot", "baseline")) -> AsyncIterator[dict[Kind, Server]]:
+    """Run the bot (`builds-bot serve --http`) and the baseline on free loopback ports until the block ends.
+
+    They start at the same time, so their start-up times overlap. Measure one at a time: a server
+    waiting idle for its turn takes no CPU time.
+    """
+    started: dict[Kind, Server] = {}
+    try:
+        for kind in kinds:
+            started[kind] = _launch(kind, environment)
+        await asyncio.gather(*(_wait_until_healthy(running) for running in started.values()))
+        yield started
+    finally:
+        for running in started.values():
+            _stop(running.process)
+            running.log_path.unlink(missing_ok=True)
+
+
+def _launch(kind: Kind, environment: Mapping[str, str]) -> Server:
     port = free_port()
     if kind == "bot":
         command = [sys.executable, "-m", "bot.cli", "serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
@@ -160,13 +186,7 @@ async def server(kind: Kind, environment: Mapping[str, str]) -> AsyncIterator[Se
         log_path = Path(log.name)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=dict(environment), stdout=log_file, stderr=subprocess.STDOUT)
-    running = Server(kind, process, port, log_path)
-    try:
-        await _wait_until_healthy(running)
-        yield running
-    finally:
-        _stop(process)
-        log_path.unlink(missing_ok=True)
+    return Server(kind, process, port, log_path)
 
 
 async def _wait_until_healthy(running: Server) -> None:
@@ -181,4 +201,4 @@ async def _wait_until_healthy(running: Server) -> None:
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"the {running.kind} did not answer /healthz within {START_TIMEOUT:g} s:\n{running.log_tail()}")
+    raise RuntimeError(f"the {running.kind} did not return 200 from /healthz within {START_TIMEOUT:g} s:\n{running.log_tail()}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
-    """Return the nearest-rank percentile of `values`; `inf` entries stand for requests never answered."""
+    """Return the nearest-rank percentile of `values`. An `inf` entry stands for a command that got no reply."""
     if not values:
         return math.nan
     ordered = sorted(values)
@@ -17,7 +17,7 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 
 def ms(seconds: float, *, cap: float | None = None) -> str:
-    """Format seconds as milliseconds; `inf` becomes `> cap` when the wait was capped."""
+    """Format seconds as milliseconds. `inf` becomes `> cap` when the wait was capped, else `never`."""
     if math.isnan(seconds):
         return "n/a"
     if math.isinf(seconds):
@@ -39,7 +39,7 @@ def ratio(baseline: float, bot: float) -> str:
 
 
 def lower_bound_ratio(baseline: float, bot: float, cap: float) -> str:
-    """Format the ratio, or its lower bound `> cap / bot` when the baseline never answered within `cap`."""
+    """Format the ratio, or its lower bound `> cap / bot` when the baseline got no reply within `cap`."""
     if math.isinf(baseline) and bot > 0:
         return f"> {cap / bot:,.0f}x"
     return ratio(baseline, bot)

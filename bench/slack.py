@@ -65,7 +65,7 @@ class SlackStandIn:
         return f"{self.base_url}/response/{key}", future
 
     def forget(self, url: str) -> None:
-        """Stop waiting for a reply to `url`; a message that arrives later is still accepted."""
+        """Stop waiting for a reply to `url`. A message that arrives later is still accepted, and ignored."""
         self._waiting.pop(url.rsplit("/", 1)[-1], None)
 
     async def _web_api(self, request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 """Commands per second one bot process sustains with a warm cache.
 
 Every client repeats `/builds bench-000` for a fixed time, each waiting for
-the final reply before the next command. The bot answers from the cache in
+the final reply before the next command. The bot replies from the cache, in
 the acknowledgement. The baseline has no cache, so it makes one API request
 per command, with the API at 0 ms in its favour. CPU seconds of the server
 and of the load generator show how the two cores were shared.
@@ -16,7 +16,7 @@ from bench.client import Connection
 from bench.common import Profile, progress, script_main
 from bench.dataset import assistant_name
 from bench.load import loop_over, run_clients, send_command
-from bench.procs import sandbox, server, server_environment
+from bench.procs import sandbox, server_environment, servers
 from bench.report import Table, ms
 from bench.slack import SlackStandIn
 
@@ -34,16 +34,16 @@ async def run(profile: Profile) -> list[Table]:
     rates: dict[tuple[str, int], float] = {}
     async with SlackStandIn() as slack:
         async with sandbox(assistants=2, builds=profile.count(BUILDS, 5), latency=0.0) as box:
-            for kind in ("bot", "baseline"):
-                async with server(kind, server_environment(box, slack)) as running:
+            async with servers(server_environment(box, slack)) as started:
+                for kind, running in started.items():
                     connection = Connection("127.0.0.1", running.port)
                     await send_command(connection, slack, text)
                     await connection.close()
                     for clients in profile.clients:
-                        progress(f"throughput: {kind}, {clients} clients, {profile.seconds(DURATION, 0.5):g} s")
+                        progress(f"throughput: {kind}, {clients} clients, {profile.seconds(DURATION, 0.3):g} s")
                         cpu_before, own_before = running.cpu_seconds(), time.process_time()
                         results = await run_clients(
-                            running.port, clients, loop_over(slack, lambda _client, _round: text), deadline=profile.seconds(DURATION, 0.5)
+                            running.port, clients, loop_over(slack, lambda _client, _round: text), deadline=profile.seconds(DURATION, 0.3)
                         )
                         cpu, own = running.cpu_seconds() - cpu_before, time.process_time() - own_before
                         count = len(results.samples)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import random
 import sys
+from dataclasses import dataclass
 
 from bench.common import Profile, progress, script_main
 from bench.dataset import assistant_name
 from bench.load import Results, loop_over, run_clients
-from bench.procs import Kind, Sandbox, sandbox, server, server_environment
+from bench.procs import Kind, Sandbox, sandbox, server_environment, servers
 from bench.report import Table
 from bench.slack import SlackStandIn
 
@@ -53,49 +54,72 @@ async def run(profile: Profile) -> list[Table]:
             build_sid = next(sid for name, sid in reversed(await box.targets()) if name == assistant_name(0))
             mix = incident_mix(build_sid)
             for clients in profile.clients:
-                bot, bot_paths = await _cell("bot", box, slack, mix, clients, profile.count(max(BOT_COMMANDS // clients, 5)))
-                base, _ = await _cell("baseline", box, slack, mix, clients, profile.count(max(BASELINE_COMMANDS.get(clients, clients) // clients, 1), 1))
-                bot_requests, base_requests = sum(bot_paths.values()), base.requests
+                rounds: dict[Kind, int] = {
+                    "bot": profile.count(max(BOT_COMMANDS // clients, 5)),
+                    "baseline": profile.count(max(BASELINE_COMMANDS.get(clients, clients) // clients, 1), 1),
+                }
+                cells = await _cells(box, slack, mix, clients, rounds)
+                bot, base = cells["bot"], cells["baseline"]
                 table.add(
                     clients,
                     len(bot.results.samples),
-                    bot_requests,
-                    f"{100 * bot_requests / len(bot.results.samples):.1f}",
-                    max(bot_paths.values(), default=0),
+                    bot.requests,
+                    f"{bot.per_100():.1f}",
+                    max(bot.paths.values(), default=0),
                     f"{bot.results.elapsed:.1f}",
                     len(base.results.samples),
-                    f"{100 * base_requests / len(base.results.samples):.1f}",
-                    f"{(base_requests / len(base.results.samples)) / (bot_requests / len(bot.results.samples)):.1f}x",
+                    f"{base.per_100():.1f}",
+                    f"{base.per_100() / bot.per_100():.1f}x",
                 )
     table.notes.append(f"Every bot cell lasted less than the {TTL:g} s TTL, so its requests are the requests of one TTL window.")
     table.notes.append("All clients send their first command at the same moment, into an empty cache.")
     return [table]
 
 
+@dataclass
 class _Cell:
-    def __init__(self, results: Results, requests: int) -> None:
-        self.results = results
-        self.requests = requests
+    results: Results
+    requests: int
+    paths: dict[str, int]
+
+    def per_100(self) -> float:
+        return 100 * self.requests / len(self.results.samples)
 
 
-async def _cell(kind: Kind, box: Sandbox, slack: SlackStandIn, mix: list[str], clients: int, rounds: int) -> tuple[_Cell, dict[str, int]]:
-    progress(f"upstream: {kind}, {clients} clients, {rounds} commands each")
+async def _cells(box: Sandbox, slack: SlackStandIn, mix: list[str], clients: int, rounds: dict[Kind, int]) -> dict[Kind, _Cell]:
     orders = []
     for client in range(clients):
         order = list(mix)
         random.Random(client).shuffle(order)
         orders.append(order)
 
-    def texts(client: int, round_number: int) -> str | None:
-        return orders[client][round_number % len(mix)] if round_number < rounds else None
-
-    await box.reset()
-    async with server(kind, server_environment(box, slack)) as running:
-        results = await run_clients(running.port, clients, loop_over(slack, texts, reply_timeout=30.0), deadline=60.0)
+    cells: dict[Kind, _Cell] = {}
+    # Fresh processes per cell, so the bot's cache starts empty.
+    async with servers(server_environment(box, slack)) as running:
+        for kind, process in running.items():
+            progress(f"upstream: {kind}, {clients} clients, {rounds[kind]} commands each")
+            await box.reset()
+            texts = _texts(orders, rounds[kind])
+            results = await run_clients(process.port, clients, loop_over(slack, texts, reply_timeout=30.0), deadline=60.0)
+            if kind == "bot":
+                if results.elapsed >= TTL:
+                    raise RuntimeError(f"the bot cell took {results.elapsed:.1f} s, longer than one TTL ({TTL:g} s): use fewer commands")
+                requests, paths = await box.request_count()
+                cells[kind] = _Cell(results, requests, paths)
+            else:
+                cells[kind] = _Cell(results, 0, {})
+    # The baseline's requests are read after it stopped, so commands it was still working on count too.
     requests, paths = await box.request_count()
-    if kind == "bot" and results.elapsed >= TTL:
-        raise RuntimeError(f"the bot cell took {results.elapsed:.1f} s, longer than one TTL ({TTL:g} s): use fewer commands")
-    return _Cell(results, requests), paths
+    cells["baseline"] = _Cell(cells["baseline"].results, requests, paths)
+    return cells
+
+
+def _texts(orders: list[list[str]], rounds: int):
+    def texts(client: int, round_number: int) -> str | None:
+        order = orders[client]
+        return order[round_number % len(order)] if round_number < rounds else None
+
+    return texts
 
 
 if __name__ == "__main__":

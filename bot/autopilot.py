@@ -1,9 +1,9 @@
 """Client for the Twilio Autopilot v1 REST API.
 
-One `AutopilotClient` serves the whole process. It owns one `httpx.AsyncClient`,
-which it creates when entered inside the running event loop and closes on
-exit. Every response other than the documented JSON becomes an `AutopilotError`
-subclass; see `bot.errors` for the tree.
+One `AutopilotClient` serves the whole process. It owns a few `httpx.AsyncClient`
+connection pools, which it creates when entered inside the running event loop
+and closes on exit. Every response other than the documented JSON becomes an
+`AutopilotError` subclass; see `bot.errors` for the tree.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class AutopilotClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool; later requests raise `RuntimeError`."""
+        """Close the connection pools. Later requests raise `RuntimeError`."""
         if self._pools:
             pools, self._pools = self._pools, []
             for pool in pools:

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
-from aiohttp import ClientError, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -52,6 +52,8 @@ READY_CHECK_TIMEOUT = 2.0
 DRAIN_TIMEOUT = 25.0
 HTTP_SHUTDOWN_TIMEOUT = 10.0
 SOCKET_PING_INTERVAL = 10.0
+# slack-sdk's own timeout for a webhook post, kept for the shared session.
+RESPONSE_URL_TIMEOUT = 30.0
 
 
 def create_web_app(
@@ -167,7 +169,11 @@ class BotRuntime:
             shared_cache=shared_cache,
         )
         alerts.attach_digest(core.builds_in_scope)
-        delivery = ReplyDelivery(client=slack_client, token=token, response_urls=ResponseUrls(), retry_handlers=retry_handlers)
+        # One session for every response_url post, closed after the replies in flight have drained.
+        session = await self._stack.enter_async_context(ClientSession(timeout=ClientTimeout(total=RESPONSE_URL_TIMEOUT)))
+        delivery = ReplyDelivery(
+            client=slack_client, token=token, response_urls=ResponseUrls(), retry_handlers=retry_handlers, session=session
+        )
         bolt = create_app(
             self._settings,
             core=core,

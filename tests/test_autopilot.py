@@ -617,7 +617,7 @@ async def test_client_request_after_exit_raises(stand_in: AutopilotStandIn) -> N
 async def test_list_builds_concurrent_within_connection_limit(
     stand_in: AutopilotStandIn, monkeypatch: pytest.MonkeyPatch, max_connections: int
 ) -> None:
-    """50 lists of different assistants keep at most `max_connections` requests at the server.
+    """More lists of different assistants than connections keep at most `max_connections` requests at the server.
 
     The pool timeout is cut to 10 ms, so any request left waiting for a pooled
     connection while the others are held fails with a timeout.
@@ -625,7 +625,7 @@ async def test_list_builds_concurrent_within_connection_limit(
     monkeypatch.setattr(autopilot, "TIMEOUTS", httpx.Timeout(FAST_FAILURE_SECONDS, pool=0.01))
     release = asyncio.Event()
     stand_in.hold(release)
-    names = [f"assistant-{number}" for number in range(50)]
+    names = [f"assistant-{number}" for number in range(autopilot.MAX_CONNECTIONS + 10)]
     for name in names:
         stand_in.respond_json(f"/v1/Assistants/{name}/ModelBuilds", list_body("model_builds", [build_json(1, day=1)], None))
 
@@ -637,7 +637,7 @@ async def test_list_builds_concurrent_within_connection_limit(
         listings = await asyncio.gather(*tasks)
 
     assert stand_in.max_in_flight == max_connections
-    assert len(stand_in.requests) == 50
+    assert len(stand_in.requests) == len(names)
     assert sorted(request.path for request in stand_in.requests) == sorted(f"/v1/Assistants/{name}/ModelBuilds" for name in names)
     assert all(listing.complete for listing in listings)
     assert all(len(listing.items) == 1 for listing in listings)

@@ -373,19 +373,21 @@ async def test_not_found_never_served_stale(api: AutopilotStandIn, sleep: Record
     assert "No assistant support-bot found" in text_of(reply)
 
 
-async def test_fifty_concurrent_lookups_no_pool_timeout(api: AutopilotStandIn, sleep: RecordingSleep) -> None:
+async def test_concurrent_lookups_beyond_pool_no_timeout(api: AutopilotStandIn, sleep: RecordingSleep) -> None:
+    """More concurrent lookups of different assistants than connections all finish, never above the bound."""
+    count = autopilot.MAX_CONNECTIONS + 10
     release = asyncio.Event()
     api.hold(release)
-    for index in range(50):
+    for index in range(count):
         api.respond(f"/v1/Assistants/assistant-{index}/ModelBuilds", page([build(index)]))
 
     async with core_against(api, sleep) as core:
-        replies = asyncio.gather(*(core.reply(f"assistant-{index}") for index in range(50)))
+        replies = asyncio.gather(*(core.reply(f"assistant-{index}") for index in range(count)))
         await api.wait_for_in_flight(autopilot.MAX_CONNECTIONS)
         release.set()
         results = await replies
 
     assert all(reply.ok for reply in results)
     assert api.max_in_flight == autopilot.MAX_CONNECTIONS
-    assert len(api.requests) == 50
+    assert len(api.requests) == count
     assert sleep.waits == []
