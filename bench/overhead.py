@@ -1,4 +1,4 @@
-"""Where the CPU time of one slash command goes, measured in-process with cProfile.
+"""The CPU time of one slash command by function, measured in-process with cProfile.
 
 Unlike the other scripts, this one runs `BotRuntime`, the sandbox and the
 Slack stand-in inside the load generator's process, so cProfile records

@@ -2,7 +2,7 @@
 
 Warm: every client asks for the same assistant, whose builds one command
 cached before the clock started, so the bot replies in the acknowledgement.
-Cold: every command asks for an assistant nobody asked for before, whose 50
+Cold: every command requests an assistant not requested before, whose 50
 builds fit one page, so the floor is one API round trip (100 ms) and the
 reply comes through the response_url.
 """

@@ -1,6 +1,6 @@
 """Slack listeners for buttons: on alert messages ("Recent builds", "Mute 1 h") and on lookup replies.
 
-Each click is acknowledged at once and answered from a background task. A
+Each click is acknowledged at once and replied to from a background task. A
 value that does not decode (an invalid identifier, or a lookup state whose
 tag does not match) is rejected without any upstream request.
 """

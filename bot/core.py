@@ -229,7 +229,7 @@ class BuildsCore:
     async def _state_command(self, command: StateCommand, request: _Request) -> Reply:
         if request.cached_only:
             # Channel commands read and write the state store, which happens after the acknowledgement.
-            raise CacheMiss("channel commands are not answered from the cache")
+            raise CacheMiss("channel commands are not served from the cache")
 
         if self._alerts is None or request.invocation is None:
             return render_input_error(self._settings.command, "Subscriptions and mutes belong to a Slack channel: run this command in Slack.")

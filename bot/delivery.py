@@ -101,7 +101,7 @@ class ReplyDelivery:
     async def send(self, reply: Reply, target: ReplyTarget, *, mode: Mode = "ephemeral") -> Channel:
         """Deliver `reply` and return the channel that worked, or `failed`.
 
-        `ephemeral` posts a new message only the user sees, `replace` updates the message whose
+        `ephemeral` posts a new message visible only to the user, `replace` updates the message whose
         button was clicked, and `in_channel` posts for everyone in the channel.
         """
         payload = _payload(reply, mode)

@@ -161,7 +161,7 @@ class AutopilotStandIn:
         self._routes[path] = response
 
     def fail_next(self, path: str, *responses: CannedResponse, query: str | None = None) -> None:
-        """Answer the next requests to the raw `path` with `responses`, in order, before its route.
+        """Respond to the next requests to the raw `path` with `responses`, in order, before its route.
 
         With `query`, only requests whose raw query string contains it are failed.
         """

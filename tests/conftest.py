@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from tests.slack_server import SlackStandIn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_ROOT = REPO_ROOT.parent / "shared"
@@ -35,3 +38,10 @@ def bot_environment(*, autopilot_url: str, account_sid: str, auth_token: str, sl
         "BUILDS_STATE_URL": "sqlite:///:memory:",
         **extra,
     }
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    """Run a Slack stand-in on 127.0.0.1 for one test."""
+    async with SlackStandIn() as stand_in:
+        yield stand_in

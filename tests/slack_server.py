@@ -36,7 +36,7 @@ class SlackCall:
 
 @dataclass(frozen=True)
 class Fault:
-    """One scripted failure: the status, body, content type and headers to answer with."""
+    """One scripted failure: the status, body, content type and headers of the response."""
 
     status: int
     body: str = ""
@@ -111,7 +111,7 @@ class SlackStandIn:
             await socket.send_json(envelope)
 
     def fail(self, target: str, *faults: Fault) -> None:
-        """Answer the next requests to `target` with `faults`, in order.
+        """Respond to the next requests to `target` with `faults`, in order.
 
         `target` is a Web API method such as `chat.postEphemeral`, or `response_url` for every response URL.
         """

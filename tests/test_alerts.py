@@ -28,12 +28,6 @@ from tests.harness import assert_valid_message, message_text
 from tests.slack_server import Fault, SlackCall, SlackStandIn
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer(dataset=dataset()) as server:
         yield server
@@ -318,13 +312,13 @@ async def test_unmute_ends_mute_early(bot: AlertBot) -> None:
 
 async def test_admin_only_changes(sandbox: SandboxServer, slack: SlackStandIn) -> None:
     async with alert_bot(sandbox, slack, clock=Clock(), BUILDS_ADMINS="U0BOSS1,U0BOSS2") as bot:
-        refused = await bot.command("subscribe support-bot")
+        rejected = await bot.command("subscribe support-bot")
         muted = await bot.command("mute support-bot 1h")
         lookup = await bot.command("support-bot")
         allowed = await bot.command("subscribe support-bot", user_id="U0BOSS1")
         listing = await bot.command("subscriptions")
 
-    assert "Only <@U0BOSS1>, <@U0BOSS2> can change subscriptions and mutes" in message_text(refused)
+    assert "Only <@U0BOSS1>, <@U0BOSS2> can change subscriptions and mutes" in message_text(rejected)
     assert "Only <@U0BOSS1>" in message_text(muted)
     assert "Builds of support-bot" in message_text(lookup)
     assert "now gets alerts" in message_text(allowed)

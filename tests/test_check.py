@@ -19,12 +19,6 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
         yield server
 
 
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn() as stand_in:
-        yield stand_in
-
-
 def environment(sandbox: SandboxServer, slack: SlackStandIn, **extra: str) -> dict[str, str]:
     return bot_environment(
         autopilot_url=sandbox.base_url,

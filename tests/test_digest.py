@@ -351,12 +351,6 @@ def test_render_digest_quiet_day() -> None:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer(dataset=dataset()) as server:
         yield server

@@ -1,4 +1,4 @@
-"""Fault injection: what the user sees, and how many attempts reach the API, when Twilio misbehaves.
+"""Fault injection: the reply a user gets, and how many attempts reach the API, when Twilio misbehaves.
 
 Every test runs the command core (or the whole app) against a scripted
 Autopilot stand-in on 127.0.0.1 and counts the requests the stand-in received.
@@ -319,7 +319,7 @@ async def test_latency_below_deadline_waits_for_answer(api: AutopilotStandIn, sl
 
 
 async def test_outage_serves_cached_lookup_as_stale(api: AutopilotStandIn, sleep: RecordingSleep) -> None:
-    """During a full outage a lookup made before it answers from cache, marked; another explains the outage."""
+    """During a full outage a lookup made before it is served from cache, marked; another explains the outage."""
     timer = FakeTimer()
     cache: LookupCache[Any] = LookupCache(ttl=30, stale_max=3600, stale_on=is_outage, timer=timer, now=lambda: NOW)
     api.respond(BUILDS_PATH, page([build(1)]))

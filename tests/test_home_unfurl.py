@@ -31,12 +31,6 @@ def dataset(assistants: int = 3) -> SandboxDataset:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer(dataset=dataset()) as server:
         yield server

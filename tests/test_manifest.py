@@ -1,4 +1,4 @@
-"""The Slack app manifest is valid by Slack's own schema and asks for no more than the bot uses."""
+"""The Slack app manifest is valid by Slack's own schema and requests no more than the bot uses."""
 
 from __future__ import annotations
 

@@ -24,12 +24,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 async def bot(slack: SlackStandIn) -> AsyncIterator[tuple[Bot, SandboxServer]]:
     async with SandboxServer() as sandbox:
         credentials = sandbox.credentials

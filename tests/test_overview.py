@@ -78,7 +78,7 @@ def builds_body(index: int) -> dict[str, Any]:
 
 
 async def test_status_thirty_assistants_one_concurrent_round() -> None:
-    """Every assistant's builds are requested at once: all 30 are in flight together before any answers."""
+    """Every assistant's builds are requested at once: all 30 are in flight together before any response."""
     async with AutopilotStandIn() as api:
         names = [f"assistant-{index:02d}" for index in range(30)]
         for index, assistant in enumerate(names):

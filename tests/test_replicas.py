@@ -34,13 +34,13 @@ WAIT_LIMIT = 30.0
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-async def wait_until(condition: Callable[[], bool], *, timeout: float = WAIT_LIMIT, what: str) -> None:
-    """Check `condition` every 50 ms until it holds; fail naming `what` after `timeout` seconds."""
+async def wait_until(condition: Callable[[], bool], *, timeout: float = WAIT_LIMIT, description: str) -> None:
+    """Check `condition` every 50 ms until it holds; fail naming `description` after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {description}")
         await asyncio.sleep(0.05)
 
 
@@ -143,11 +143,11 @@ async def test_two_replicas_alert_once_and_take_over(
     replicas = [await start_replica(env), await start_replica(env)]
     lease = redis.Redis.from_url(redis_server.url, decode_responses=True)
     try:
-        await wait_until(lambda: polls(sandbox) >= 2, what="the baseline poll")
+        await wait_until(lambda: polls(sandbox) >= 2, description="the baseline poll")
         add_failure(sandbox, "first-failure")
         await slack.wait_for_call("chat.postMessage", timeout=WAIT_LIMIT)
         after_first = polls(sandbox)
-        await wait_until(lambda: polls(sandbox) >= after_first + 3, what="three more polls")
+        await wait_until(lambda: polls(sandbox) >= after_first + 3, description="three more polls")
         first_posts = len(slack.api_calls("chat.postMessage"))
 
         holder = lease.get(LEASE_KEY)
@@ -156,9 +156,9 @@ async def test_two_replicas_alert_once_and_take_over(
         leader.process.kill()
         await leader.process.wait()
         add_failure(sandbox, "second-failure")
-        await wait_until(lambda: len(slack.api_calls("chat.postMessage")) >= 2, what="the survivor's alert")
+        await wait_until(lambda: len(slack.api_calls("chat.postMessage")) >= 2, description="the survivor's alert")
         survivor_polls = polls(sandbox)
-        await wait_until(lambda: polls(sandbox) >= survivor_polls + 3, what="three more polls by the survivor")
+        await wait_until(lambda: polls(sandbox) >= survivor_polls + 3, description="three more polls by the survivor")
         new_holder = lease.get(LEASE_KEY)
     finally:
         lease.close()
@@ -186,7 +186,7 @@ async def test_redis_outage_lookups_answer_and_alerts_resume(
         try:
             lookup = await bot.command("support-bot")
             ready = await bot.http.get("/readyz")
-            refused = await bot.command("mute support-bot 1h")
+            rejected = await bot.command("mute support-bot 1h")
             add_failure(sandbox, "during-outage")
             with pytest.raises(StateUnavailableError, match="127.0.0.1"):
                 await bot.poll()
@@ -200,7 +200,7 @@ async def test_redis_outage_lookups_answer_and_alerts_resume(
     assert "Builds of support-bot" in message_text(lookup)
     assert ready.status_code == 503
     assert "state_store" in ready.json()["problems"]
-    assert "Alert settings are unavailable right now" in message_text(refused)
+    assert "Alert settings are unavailable right now" in message_text(rejected)
     assert sent == 1
     assert "during-outage" in message_text(slack.api_calls("chat.postMessage")[0].body)
     assert ready_again.status_code == 200
@@ -232,7 +232,7 @@ async def test_start_while_redis_down_then_recover(
 async def test_shared_cache_one_request_for_two_replicas(
     redis_server: RedisServer, stand_ins: tuple[SandboxServer, SlackStandIn]
 ) -> None:
-    """With BUILDS_CACHE_URL, two replicas answering 20 identical lookups make one upstream request."""
+    """With BUILDS_CACHE_URL, two replicas serving 20 identical lookups make one upstream request."""
     sandbox, slack = stand_ins
     credentials = sandbox.credentials
     options = {"BUILDS_CACHE_URL": redis_server.url}

@@ -64,12 +64,6 @@ async def running_bot(sandbox: SandboxServer, slack: SlackStandIn, **extra_env: 
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer() as server:
         yield server

@@ -39,12 +39,6 @@ class FakeClock:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer() as server:
         yield server

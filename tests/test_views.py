@@ -74,12 +74,6 @@ def dataset() -> SandboxDataset:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with SlackStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer(dataset=dataset()) as server:
         yield server
@@ -189,7 +183,7 @@ async def test_share_posts_in_channel_attributed(bot: Bot) -> None:
 
 
 async def test_old_message_button_still_works(bot: Bot) -> None:
-    """A value made hours ago needs no server-side state: it decodes and answers."""
+    """A value made hours ago needs no server-side state: it decodes and gets a reply."""
     value = CODEC.encode(ViewState("support-bot", "failed", 0))
 
     reply = await click(bot, views.OLDER, value)

@@ -47,7 +47,7 @@ class SeenBuild:
 
 @dataclass(frozen=True, slots=True)
 class AssistantState:
-    """What the poller knows of an assistant: when it was first seen and whether it is red."""
+    """The poller's record of an assistant: when it was first seen and whether it is red."""
 
     assistant: str
     baseline_at: datetime
@@ -130,7 +130,7 @@ class StateStore(Protocol):
         """Release connections and threads."""
 
     async def ping(self) -> None:
-        """Return when the backend answers; raise `StateUnavailableError` when it does not."""
+        """Return when the backend responds; raise `StateUnavailableError` when it does not."""
 
     # Coordination between replicas
 
@@ -163,7 +163,7 @@ class StateStore(Protocol):
     # Poller state
 
     async def assistant_state(self, assistant: str) -> AssistantState | None:
-        """Return what the poller knows of an assistant, or None before its first poll."""
+        """Return the poller's record of an assistant, or None before its first poll."""
 
     async def seen_builds(self, assistant: str) -> dict[str, SeenBuild]:
         """Return the seen builds of an assistant by build SID."""
@@ -207,7 +207,7 @@ class StateStore(Protocol):
         """Return every mute that lasts beyond `now`, ordered by channel then assistant."""
 
     def cached_mute(self, channel_id: str, assistant: str, *, now: datetime) -> Mute | None:
-        """Return the same as `active_mute`, from memory and without I/O, for answers inside an acknowledgement."""
+        """Return the same as `active_mute`, from memory and without I/O, for replies inside an acknowledgement."""
 
     # Digests
 

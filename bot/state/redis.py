@@ -182,7 +182,7 @@ return 1
 """
 
 # KEYS[1] the lease or claim. ARGV[1] holder, ARGV[2] time to live in ms.
-# Takes the key when it is free, or renews it when ARGV[1] holds it. Returns 1 when ARGV[1] holds it now.
+# Takes the key when it is free, or renews it when its value is ARGV[1]. Returns 1 when its value is ARGV[1] now.
 ACQUIRE_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     return 1

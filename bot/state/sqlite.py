@@ -244,7 +244,7 @@ class SqliteStateStore:
         logger.info("state.sqlite_closed", extra={"path": str(self._path)})
 
     async def ping(self) -> None:
-        """Return when the database answers a trivial query; raise `StateUnavailableError` when it fails."""
+        """Return when the database responds to a trivial query; raise `StateUnavailableError` when it fails."""
         try:
             await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
         except (sqlite3.Error, RuntimeError) as error:
